@@ -1,0 +1,24 @@
+"""fastreid_vld: VLD (video-level language-driven VI-ReID, TIFS 2025) as a fast-reid plugin.
+
+Importing this package adapts fast-reid to this stack (``compat``) and registers every
+data set, backbone, head and meta-architecture of the plugin in fast-reid's registries.
+"""
+
+from . import compat
+
+compat.apply()
+
+from .config import add_vld_config  # noqa: E402
+
+
+def __getattr__(name: str):
+    # The trainer pulls in all of fast-reid's engine and evaluation: import it on first use.
+    if name == "VLDTrainer":
+        from .engine import VLDTrainer
+
+        return VLDTrainer
+    raise AttributeError(f"module 'fastreid_vld' has no attribute {name!r}")
+
+
+__all__ = ["add_vld_config", "VLDTrainer"]
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from .trainer import VLDTrainer
+
+__all__ = ["VLDTrainer"]

@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""Train or evaluate with fast-reid conventions:
+
+    python tools/train_net.py --config-file configs/VLD/vcm.yml [--eval-only] [--resume]
+        [--num-gpus N] [KEY VALUE ...]
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import fastreid_vld  # noqa: E402,F401  (adapts fast-reid, registers the plugin)
+import torch  # noqa: E402
+from fastreid.config import get_cfg  # noqa: E402
+from fastreid.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from fastreid.utils.checkpoint import Checkpointer  # noqa: E402
+
+from fastreid_vld import VLDTrainer, add_vld_config  # noqa: E402
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_vld_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger("fastreid_vld").warning("MODEL.DEVICE=%s but CUDA is not available: using cpu",
+                                                  cfg.MODEL.DEVICE)
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        cfg.defrost()
+        cfg.MODEL.BACKBONE.PRETRAIN = False
+        model = VLDTrainer.build_model(cfg)
+        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+        return VLDTrainer.test(cfg, model)
+    trainer = VLDTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))
