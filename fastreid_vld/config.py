@@ -39,6 +39,9 @@ def _add_model_config(_C: CN) -> None:
 
 
 def _add_solver_config(_C: CN) -> None:
+    # Iterations per epoch (official VLD: 200). 0 keeps fast-reid's len(train set) // IMS_PER_BATCH.
+    # Epoch-based keys (MAX_EPOCH, CHECKPOINT_PERIOD, TEST.EVAL_PERIOD) count these epochs.
+    _C.SOLVER.ITERS_PER_EPOCH = 0
     # Autocast dtype when SOLVER.AMP.ENABLED: "float16" (with a gradient scaler on CUDA)
     # or "bfloat16" (CUDA or CPU). The official VLD code uses float16 on CUDA.
     _C.SOLVER.AMP.DTYPE = "float16"

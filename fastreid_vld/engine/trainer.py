@@ -11,14 +11,27 @@ from fastreid.engine import DefaultTrainer
 class VLDTrainer(DefaultTrainer):
     """fast-reid's trainer (hooks, checkpointer, writers, EvalHook, DDP), plus:
 
+    - ``SOLVER.ITERS_PER_EPOCH`` fixes the epoch length (the official VLD schedule counts
+      epochs of 200 iterations); 0 keeps fast-reid's ``len(train set) // IMS_PER_BATCH``;
     - ``SOLVER.AMP.DTYPE`` chooses the autocast dtype of mixed-precision steps;
     - test loaders use ``DATALOADER.NUM_WORKERS`` (fast-reid's always start 4 workers).
     """
 
     def __init__(self, cfg: CfgNode) -> None:
+        self._fixed_iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH
         super().__init__(cfg)
         if cfg.SOLVER.AMP.ENABLED:
             self._trainer.amp_dtype = getattr(torch, cfg.SOLVER.AMP.DTYPE)
+
+    @property
+    def iters_per_epoch(self) -> int:
+        return self._iters_per_epoch
+
+    @iters_per_epoch.setter
+    def iters_per_epoch(self, from_train_set_length: int) -> None:
+        # DefaultTrainer.__init__ assigns len(train set) // batch, then builds the scheduler,
+        # max_iter and the hooks from this attribute.
+        self._iters_per_epoch = self._fixed_iters_per_epoch or from_train_set_length
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
