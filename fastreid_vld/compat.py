@@ -27,9 +27,10 @@ import sys
 import tempfile
 import types
 import warnings
+from collections.abc import Callable
 from os import environ
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -98,6 +99,11 @@ def shim_torchvision_operators() -> bool:
     return True
 
 
+def torchvision_schemas_defined() -> bool:
+    """Whether :func:`shim_torchvision_operators` had to define the operator schemas."""
+    return _torchvision_schema_lib is not None
+
+
 def load_rank_extensions(ext_dir: Path = RANK_EXT_DIR) -> bool:
     """Register the prebuilt rank/ROC Cython modules as
     ``fastreid.evaluation.rank_cylib.{rank_cy,roc_cy}`` so fast-reid's own
@@ -144,8 +150,9 @@ def build_rank_extensions(ext_dir: Path = RANK_EXT_DIR) -> Path:
             pyx = Path(scratch) / f"{name}.pyx"
             shutil.copyfile(source_dir / f"{name}.pyx", pyx)
             extensions.append(Extension(name, [str(pyx)], include_dirs=[np.get_include()]))
-        distribution = Distribution({"ext_modules": cythonize(
-            extensions, quiet=True, compiler_directives={"language_level": 3, "show_performance_hints": False})})
+        directives = {"language_level": 3, "show_performance_hints": False}
+        extensions = cythonize(extensions, quiet=True, compiler_directives=directives)
+        distribution = Distribution({"ext_modules": extensions})
         command = distribution.get_command_obj("build_ext")
         command.build_lib = str(ext_dir)
         command.build_temp = str(Path(scratch) / "build")

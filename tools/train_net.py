@@ -11,7 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import fastreid_vld  # noqa: E402,F401  (adapts fast-reid, registers the plugin)
+
+# isort: split
 import torch  # noqa: E402
 from fastreid.config import get_cfg  # noqa: E402
 from fastreid.engine import default_argument_parser, default_setup, launch  # noqa: E402

@@ -1,0 +1,20 @@
+"""Shared test helpers. Importing fastreid_vld first adapts fast-reid to this stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import fastreid_vld  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def run_python(*args: str, env: dict[str, str] | None = None, timeout: int = 600,
+               cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run this environment's python with ``args`` in a fresh process; output captured."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
