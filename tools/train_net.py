@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import fastreid_vld  # noqa: E402,F401  (first: adapts fast-reid, registers the plugin)
 
 # isort: split
 import torch  # noqa: E402
