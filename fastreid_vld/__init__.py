@@ -8,6 +8,7 @@ from . import compat
 
 compat.apply()
 
+from . import data  # noqa: E402,F401  (registers VCM, BUPTCampus)
 from .config import add_vld_config  # noqa: E402
 
 

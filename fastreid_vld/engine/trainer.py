@@ -7,6 +7,9 @@ from fastreid.config import CfgNode
 from fastreid.data.build import _test_loader_from_config, build_reid_test_loader
 from fastreid.engine import DefaultTrainer
 
+from ..data import build_vvi_test_loader, build_vvi_train_loader, is_vvi_dataset
+from ..evaluation.vvi_evaluator import VVIEvaluator
+
 
 class VLDTrainer(DefaultTrainer):
     """fast-reid's trainer (hooks, checkpointer, writers, EvalHook, DDP), plus:
@@ -14,6 +17,8 @@ class VLDTrainer(DefaultTrainer):
     - ``SOLVER.ITERS_PER_EPOCH`` fixes the epoch length (the official VLD schedule counts
       epochs of 200 iterations); 0 keeps fast-reid's ``len(train set) // IMS_PER_BATCH``;
     - ``SOLVER.AMP.DTYPE`` chooses the autocast dtype of mixed-precision steps;
+    - video visible-infrared data sets (``fastreid_vld.data``) get cross-modal tracklet
+      loaders; fast-reid's image data sets keep fast-reid's loaders;
     - test loaders use ``DATALOADER.NUM_WORKERS`` (fast-reid's always start 4 workers).
     """
 
@@ -34,6 +39,27 @@ class VLDTrainer(DefaultTrainer):
         self._iters_per_epoch = self._fixed_iters_per_epoch or from_train_set_length
 
     @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        video = [is_vvi_dataset(name) for name in cfg.DATASETS.NAMES]
+        if all(video):
+            return build_vvi_train_loader(cfg)
+        if any(video):
+            raise ValueError(f"DATASETS.NAMES {cfg.DATASETS.NAMES} mixes video visible-infrared and image data sets")
+        return super().build_train_loader(cfg)
+
+    @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        """(loader, data set) for a video visible-infrared data set, (loader, num_query) otherwise."""
+        if is_vvi_dataset(dataset_name):
+            return build_vvi_test_loader(cfg, dataset_name)
         loader_args = _test_loader_from_config(cfg, dataset_name=dataset_name)
         return build_reid_test_loader(**loader_args, num_workers=cfg.DATALOADER.NUM_WORKERS)
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_dir: str | None = None):
+        """(loader, VVIEvaluator: every direction) for a video visible-infrared data set,
+        (loader, fast-reid's ReidEvaluator) otherwise."""
+        if is_vvi_dataset(dataset_name):
+            data_loader, dataset = cls.build_test_loader(cfg, dataset_name)
+            return data_loader, VVIEvaluator(cfg, dataset, dataset_name, output_dir)
+        return super().build_evaluator(cfg, dataset_name, output_dir)

@@ -1,0 +1,201 @@
+"""Train and test loaders for video visible-infrared data sets, on fast-reid's loader machinery.
+
+Batches are dicts: ``images`` [B, T, 3, H, W] float in 0..255 (the model normalises; the
+training channel augmentations, done in normalised space as the official code does, can leave
+that range slightly),
+``targets`` int64 (train: labels 0..C-1 in pid order), ``camids`` int64, ``modalities`` int64
+(0 visible, 1 infrared), ``img_paths`` (per tracklet, the T frame paths used).
+Train batches: the visible block, then the infrared block, identities in the same order.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from fastreid.config import CfgNode
+from fastreid.data import build as fastreid_build
+from fastreid.data import samplers as fastreid_samplers
+from fastreid.data.datasets import DATASET_REGISTRY
+from fastreid.utils import comm
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from .datasets import VideoCrossModalDataset
+from .samplers import CrossModalIdentitySampler
+from .tracklets import Tracklet, test_frame_indices, train_frame_indices
+from .transforms import TrainFrameAugmentation
+
+logger = logging.getLogger(__name__)
+
+
+class FrameReadError(RuntimeError):
+    """A listed frame exists but cannot be decoded as an image."""
+
+
+def is_vvi_dataset(name: str) -> bool:
+    """Whether ``name`` is a video visible-infrared data set of this plugin."""
+    dataset = DATASET_REGISTRY.get(name)
+    return isinstance(dataset, type) and issubclass(dataset, VideoCrossModalDataset)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(name: str, root: str, options: tuple) -> VideoCrossModalDataset:
+    dataset = DATASET_REGISTRY.get(name)(root=root, **dict(options))
+    if comm.is_main_process():
+        logger.info(dataset.summary_table())
+    return dataset
+
+
+def load_vvi_dataset(cfg: CfgNode, name: str) -> VideoCrossModalDataset:
+    """Parse and validate data set ``name`` under DATASETS.ROOT once per process (cached, so
+    the evaluation hook does not re-read the index files every epoch)."""
+    options = {"VCM": {"min_frames": cfg.DATASETS.VCM.MIN_FRAMES},
+               "BUPTCampus": {"use_auxiliary": cfg.DATASETS.BUPT.AUXILIARY,
+                              "drop_rgb_remainder": cfg.DATASETS.BUPT.DROP_RGB_REMAINDER}}.get(name, {})
+    return _load(name, cfg.DATASETS.ROOT, tuple(sorted(options.items())))
+
+
+def read_frames(paths: list[str], size: tuple[int, int]) -> torch.Tensor:
+    """[T, 3, H, W] float 0..255: each frame read as RGB (infrared replicated to 3 channels)
+    and resized bilinearly to ``size`` (H, W), as PIL / torchvision Resize do."""
+    frames = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            raise FrameReadError(f"{path}: expected a readable JPEG frame ({error})") from None
+        frames.append(torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1))
+    return torch.stack(frames)
+
+
+def _item(tracklet: Tracklet, target: int, indices: list[int], frames: torch.Tensor) -> dict:
+    return {"images": frames, "targets": target, "camids": tracklet.camid, "modalities": tracklet.modality,
+            "img_paths": tuple(tracklet.frames[i] for i in indices)}
+
+
+class VideoTrainSet(Dataset):
+    """Indexed by ``(tracklet index, frame seed)`` pairs from :class:`CrossModalIdentitySampler`."""
+
+    def __init__(self, tracklets: list[Tracklet], labels: list[int], seq_len: int, frame_rule: str,
+                 size: tuple[int, int], augmentation: TrainFrameAugmentation) -> None:
+        self.tracklets, self.labels = tracklets, labels
+        self.seq_len, self.frame_rule, self.size, self.augmentation = seq_len, frame_rule, size, augmentation
+        self.num_classes = len(set(labels))
+
+    def __len__(self) -> int:
+        return len(self.tracklets)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict:
+        index, seed = item
+        tracklet = self.tracklets[index]
+        # the frame seed alone picks the frames (pairs share it); augmentation draws apart
+        indices = train_frame_indices(len(tracklet.frames), self.seq_len, self.frame_rule,
+                                      np.random.default_rng(seed))
+        try:
+            frames = read_frames([tracklet.frames[i] for i in indices], self.size)
+        except FrameReadError as error:
+            return {"error": str(error)}
+        frames = self.augmentation(frames, tracklet.modality, np.random.default_rng((seed, tracklet.modality)))
+        return _item(tracklet, self.labels[index], indices, frames)
+
+
+class VideoTestSet(Dataset):
+    """Every test tracklet, in order, with the data set's test frame rule."""
+
+    def __init__(self, tracklets: list[Tracklet], seq_len: int, frame_rule: str, size: tuple[int, int]):
+        self.tracklets, self.seq_len, self.frame_rule, self.size = tracklets, seq_len, frame_rule, size
+
+    def __len__(self) -> int:
+        return len(self.tracklets)
+
+    def __getitem__(self, index: int) -> dict:
+        tracklet = self.tracklets[index]
+        indices = test_frame_indices(len(tracklet.frames), self.seq_len, self.frame_rule)
+        try:
+            frames = read_frames([tracklet.frames[i] for i in indices], self.size)
+        except FrameReadError as error:
+            return {"error": str(error)}
+        return _item(tracklet, int(tracklet.pid), indices, frames)
+
+
+def collate_tracklets(items: list[dict]) -> dict:
+    """Stacks tracklet items; a frame that failed to decode in a worker travels as an error
+    and is raised by :class:`CheckedLoader` in the main process."""
+    errors = [item["error"] for item in items if "error" in item]
+    if errors:
+        return {"errors": errors}
+    return {"images": torch.stack([item["images"] for item in items]),  # [B, T, 3, H, W]
+            **{key: torch.tensor([item[key] for item in items], dtype=torch.int64)
+               for key in ("targets", "camids", "modalities")},
+            "img_paths": [item["img_paths"] for item in items]}
+
+
+class CheckedLoader:
+    """Iterates a loader and raises unreadable frames as one clear error in the main process,
+    instead of a traceback from inside a worker."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader) -> None:
+        self.loader = loader
+        self.dataset = loader.dataset
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[dict]:
+        for batch in self.loader:
+            if "errors" in batch:
+                raise FrameReadError("; ".join(batch["errors"]))
+            yield batch
+
+
+def _loader(cfg: CfgNode, dataset: Dataset, batch_sampler) -> CheckedLoader:
+    # fastreid's DataLoaderX, looked up at call time: compat makes it CPU-safe
+    return CheckedLoader(fastreid_build.DataLoaderX(
+        comm.get_local_rank(), dataset=dataset, batch_sampler=batch_sampler,
+        num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=collate_tracklets, pin_memory=True))
+
+
+def build_vvi_train_loader(cfg: CfgNode) -> CheckedLoader:
+    """Cross-modal identity batches over the training sets of DATASETS.NAMES."""
+    tracklets, keys, paired = [], [], []
+    for dataset_index, name in enumerate(cfg.DATASETS.NAMES):
+        dataset = load_vvi_dataset(cfg, name)
+        train = dataset.train + (dataset.auxiliary or [])
+        tracklets += train
+        keys += [(dataset_index, t.pid) for t in train]  # pid order within a data set (strings: string order)
+        paired.append(getattr(dataset, "paired_train", False))
+    if len(set(paired)) > 1:
+        raise ValueError(f"DATASETS.NAMES {cfg.DATASETS.NAMES}: cannot mix paired (BUPTCampus) and "
+                         "unpaired training sets in one cross-modal sampler")
+    label_of = {key: label for label, key in enumerate(sorted(set(keys)))}
+    labels = [label_of[key] for key in keys]
+
+    world_size, k = comm.get_world_size(), cfg.DATALOADER.NUM_INSTANCE
+    per_rank = cfg.SOLVER.IMS_PER_BATCH // world_size
+    if cfg.SOLVER.IMS_PER_BATCH % world_size or per_rank % (2 * k):
+        raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must be world size ({world_size}) x "
+                         f"2 modalities x DATALOADER.NUM_INSTANCE ({k}) x identities per batch")
+    sampler = CrossModalIdentitySampler(tracklets, labels, per_rank // (2 * k), k, paired=paired[0])
+    augmentation = TrainFrameAugmentation(
+        tuple(cfg.INPUT.SIZE_TRAIN), cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD,
+        padding=cfg.INPUT.PADDING.SIZE, erase_prob=cfg.INPUT.VVI_AUG.ERASE_PROB,
+        infrared_gray_prob=cfg.INPUT.VVI_AUG.IR_GRAY_PROB,
+        same_across_tracklet=cfg.INPUT.VVI_AUG.SAME_ACROSS_TRACKLET)
+    train_set = VideoTrainSet(tracklets, labels, cfg.INPUT.SEQ_LEN, cfg.INPUT.TRAIN_FRAME_RULE,
+                              tuple(cfg.INPUT.SIZE_TRAIN), augmentation)
+    return _loader(cfg, train_set, sampler)
+
+
+def build_vvi_test_loader(cfg: CfgNode, dataset_name: str) -> tuple[CheckedLoader, VideoCrossModalDataset]:
+    """Every test tracklet of ``dataset_name`` in ``dataset.test`` order (fast-reid's
+    InferenceSampler: under torch.distributed, rank r gets the r-th contiguous part)."""
+    dataset = load_vvi_dataset(cfg, dataset_name)
+    test_set = VideoTestSet(dataset.test, cfg.INPUT.SEQ_LEN, dataset.test_frame_rule, tuple(cfg.INPUT.SIZE_TEST))
+    batch_sampler = torch.utils.data.BatchSampler(
+        fastreid_samplers.InferenceSampler(len(test_set)), cfg.TEST.IMS_PER_BATCH // comm.get_world_size(), False)
+    return _loader(cfg, test_set, batch_sampler), dataset

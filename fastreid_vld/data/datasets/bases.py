@@ -1,0 +1,130 @@
+"""What every video cross-modal (visible-infrared) data set provides, and its bad-input errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+from ..tracklets import INFRARED, MODALITY_NAMES, VISIBLE, Tracklet
+
+logger = logging.getLogger(__name__)
+
+DIRECTIONS = ("IR->VIS", "VIS->IR")
+
+
+class DatasetFormatError(ValueError):
+    """A data-set file is missing or does not say what the layout requires."""
+
+    def __init__(self, path: os.PathLike | str, expected: str, line: int | None = None,
+                 found: str | None = None) -> None:
+        where = f"{path}:{line}" if line is not None else str(path)
+        message = f"{where}: expected {expected}"
+        if found is not None:
+            message += f", found {found!r}"
+        super().__init__(message)
+
+
+class VideoCrossModalDataset:
+    """A parsed, validated video visible-infrared re-id data set.
+
+    Subclasses parse their layout in ``__init__`` and call :meth:`_finish` with:
+
+    - ``train``: training tracklets (``pid`` as the data set names it; the loader relabels);
+    - ``test``: every test tracklet once;
+    - ``directions``: ``{"IR->VIS": (query_idx, gallery_idx), "VIS->IR": ...}``, index arrays
+      into ``test``;
+    - ``left_out``: a Counter of tracklets not used, by reason.
+
+    Class attributes: ``protocol`` ("vcm" removes same-identity same-camera gallery entries at
+    evaluation, "bupt" does not) and ``test_frame_rule`` (see ``tracklets.test_frame_indices``).
+    """
+
+    protocol: str
+    test_frame_rule: str
+    dataset_dir: str  # sub-folder of DATASETS.ROOT
+
+    def _finish(self, train: list[Tracklet], test: list[Tracklet],
+                directions: dict[str, tuple[np.ndarray, np.ndarray]], left_out: Counter,
+                auxiliary: list[Tracklet] | None = None) -> None:
+        self.train, self.test, self.directions = train, test, directions
+        self.auxiliary = auxiliary
+        self.left_out = left_out
+        self._check_frames_exist(train + test + (auxiliary or []))
+        self._warn_single_modality_identities()
+
+    @staticmethod
+    def _require(path: Path, what: str) -> Path:
+        if not path.exists():
+            raise DatasetFormatError(path, what, found="nothing (missing)")
+        return path
+
+    def _check_frames_exist(self, tracklets: list[Tracklet]) -> None:
+        """Every listed frame must be a file: checked once, here, before any worker starts."""
+        for tracklet in tracklets:
+            for frame in tracklet.frames:
+                if not os.path.isfile(frame):
+                    raise DatasetFormatError(
+                        frame, f"a frame of {MODALITY_NAMES[tracklet.modality]} tracklet of "
+                        f"identity {tracklet.pid}, camera {tracklet.camid} (listed by the index files)",
+                        found="no such file")
+
+    def _warn_single_modality_identities(self) -> None:
+        modalities: dict[object, set[int]] = {}
+        for tracklet in self.train:
+            modalities.setdefault(tracklet.pid, set()).add(tracklet.modality)
+        single = sorted(str(pid) for pid, seen in modalities.items() if len(seen) < 2)
+        if single:
+            logger.warning("%s: %d training identities have tracklets of one modality only and cannot "
+                           "form cross-modal batches: %s", type(self).__name__, len(single),
+                           ", ".join(single[:20]) + (" ..." if len(single) > 20 else ""))
+
+    # ------------------------------------------------------------------ summaries
+
+    def describe(self) -> dict:
+        """The counts of ``tools/describe_dataset.py --json``."""
+
+        def by_modality(tracklets: list[Tracklet]) -> dict:
+            return {MODALITY_NAMES[m]: {"tracklets": sum(t.modality == m for t in tracklets),
+                                        "frames": sum(len(t.frames) for t in tracklets if t.modality == m)}
+                    for m in (VISIBLE, INFRARED)}
+
+        def split(tracklets: list[Tracklet]) -> dict:
+            return {"ids": len({t.pid for t in tracklets}), "tracklets": len(tracklets),
+                    "frames": sum(len(t.frames) for t in tracklets)}
+
+        summary = {"dataset": type(self).__name__,
+                   "train": {"ids": len({t.pid for t in self.train}), **by_modality(self.train)}}
+        if self.auxiliary is not None:
+            summary["auxiliary"] = {"ids": len({t.pid for t in self.auxiliary}), **by_modality(self.auxiliary)}
+        for name, (query_idx, gallery_idx) in self.directions.items():
+            summary[name] = {"query": split([self.test[i] for i in query_idx]),
+                             "gallery": split([self.test[i] for i in gallery_idx])}
+        summary["left_out"] = dict(self.left_out)
+        return summary
+
+    def summary_table(self) -> str:
+        """fast-reid-style tables: per split and modality, ids / tracklets / frames / cameras."""
+        rows = []
+
+        def add(name: str, tracklets: list[Tracklet]) -> None:
+            for modality in (VISIBLE, INFRARED):
+                chosen = [t for t in tracklets if t.modality == modality]
+                if chosen:
+                    rows.append([name, MODALITY_NAMES[modality], len({t.pid for t in chosen}), len(chosen),
+                                 sum(len(t.frames) for t in chosen), len({t.camid for t in chosen})])
+
+        add("train", self.train)
+        if self.auxiliary is not None:
+            add("auxiliary", self.auxiliary)
+        for name, (query_idx, gallery_idx) in self.directions.items():
+            add(f"{name} query", [self.test[i] for i in query_idx])
+            add(f"{name} gallery", [self.test[i] for i in gallery_idx])
+        table = tabulate(rows, headers=["subset", "modality", "# ids", "# tracklets", "# frames", "# cameras"],
+                         tablefmt="pipe")
+        left_out = ", ".join(f"{reason}: {count}" for reason, count in self.left_out.items()) or "none"
+        return f"=> Loaded {type(self).__name__}:\n{table}\nleft out: {left_out}"
