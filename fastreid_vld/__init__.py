@@ -9,6 +9,7 @@ from . import compat
 compat.apply()
 
 from . import data  # noqa: E402,F401  (registers VCM, BUPTCampus)
+from . import modeling  # noqa: E402,F401  (registers build_stp_backbone, build_imlp_head, VLD)
 from .config import add_vld_config  # noqa: E402
 
 

@@ -52,7 +52,40 @@ def _add_data_config(_C: CN) -> None:
 
 
 def _add_model_config(_C: CN) -> None:
-    pass
+    # CLIP geometry (defaults: OpenAI ViT-B/16). Input size is INPUT.SIZE_TRAIN (paper 288x144).
+    _C.MODEL.CLIP = CN()
+    _C.MODEL.CLIP.EMBED_DIM = 512        # joint image-text embedding width (the 512 projected features)
+    _C.MODEL.CLIP.VISION_WIDTH = 768     # ViT width (the 768 CLS / STA features)
+    _C.MODEL.CLIP.VISION_LAYERS = 12
+    _C.MODEL.CLIP.VISION_HEADS = 12
+    _C.MODEL.CLIP.PATCH_SIZE = 16
+    _C.MODEL.CLIP.TEXT_WIDTH = 512       # IMLP context vectors live in this width
+    _C.MODEL.CLIP.TEXT_LAYERS = 12
+    _C.MODEL.CLIP.TEXT_HEADS = 8
+    _C.MODEL.CLIP.CONTEXT_LENGTH = 77
+    _C.MODEL.CLIP.VOCAB_SIZE = 49408     # open_clip's tokenizer vocabulary
+    _C.MODEL.CLIP.QUICK_GELU = True      # OpenAI CLIP's activation
+    # STP (spatial-temporal prompting) of build_stp_backbone.
+    _C.MODEL.STP = CN()
+    # Block index (0-based) where the STH hub tokens join; they are transposed across frames before
+    # every later block. Official: 9. -1 switches STH (and so STA) off.
+    _C.MODEL.STP.STH_START_LAYER = 9
+    _C.MODEL.STP.STA = True              # STA: frame CLS queries over the T*T hub tokens after the last block
+    _C.MODEL.STP.STA_HEADS = 12          # heads of the STA multi-head attention
+    # IMLP head: CLIP weights for its frozen text tower; "" = MODEL.BACKBONE.PRETRAIN_PATH
+    # (set it when the backbone is not CLIP, e.g. configs/VLD/r50_imlp_vcm.yml).
+    _C.MODEL.HEADS.TEXT_PRETRAIN_PATH = ""
+    # VLD loss weights (official training step).
+    _C.MODEL.LOSSES.VLD = CN()
+    _C.MODEL.LOSSES.VLD.CE = 1.0              # CE on the 768 CLS classifier
+    _C.MODEL.LOSSES.VLD.CE_PROJ = 1.0         # CE on the 512 projected-feature classifier
+    _C.MODEL.LOSSES.VLD.TEXT_CE = 0.08        # CE on the text logits (weight_a)
+    _C.MODEL.LOSSES.VLD.STA_CE = 0.4          # identity-level CE on the STA classifier (weight_b)
+    _C.MODEL.LOSSES.VLD.TRI_PENULTIMATE = 1.0  # WRT triplet on the CLS entering the last block
+    _C.MODEL.LOSSES.VLD.TRI = 1.0             # WRT triplet on the 768 CLS
+    _C.MODEL.LOSSES.VLD.TRI_PROJ = 1.0        # WRT triplet on the 512 projection
+    _C.MODEL.LOSSES.VLD.TRI_STA = 1.0         # WRT triplet on the STA feature (weight_c)
+    _C.MODEL.LOSSES.VLD.SUPCON = 0.0          # image-text SupCon (defined, off in the official step)
 
 
 def _add_solver_config(_C: CN) -> None:
@@ -62,6 +95,10 @@ def _add_solver_config(_C: CN) -> None:
     # Autocast dtype when SOLVER.AMP.ENABLED: "float16" (with a gradient scaler on CUDA)
     # or "bfloat16" (CUDA or CPU). The official VLD code uses float16 on CUDA.
     _C.SOLVER.AMP.DTYPE = "float16"
+    # VLD schedule (solver.py), stepped per epoch: warm-up epochs, start factor, cosine floor factor.
+    _C.SOLVER.VLD_WARMUP_EPOCHS = 3
+    _C.SOLVER.VLD_WARMUP_FACTOR = 0.01
+    _C.SOLVER.VLD_MIN_LR_FACTOR = 0.01
 
 
 def _add_test_config(_C: CN) -> None:

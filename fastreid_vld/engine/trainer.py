@@ -8,6 +8,7 @@ from fastreid.data.build import _test_loader_from_config, build_reid_test_loader
 from fastreid.engine import DefaultTrainer
 
 from ..data import build_vvi_test_loader, build_vvi_train_loader, is_vvi_dataset
+from ..solver import build_vld_lr_scheduler, build_vld_optimizer
 from ..evaluation.vvi_evaluator import VVIEvaluator
 
 
@@ -16,6 +17,7 @@ class VLDTrainer(DefaultTrainer):
 
     - ``SOLVER.ITERS_PER_EPOCH`` fixes the epoch length (the official VLD schedule counts
       epochs of 200 iterations); 0 keeps fast-reid's ``len(train set) // IMS_PER_BATCH``;
+    - the VLD meta-architecture gets the official optimizer groups and epoch schedule (solver.py);
     - ``SOLVER.AMP.DTYPE`` chooses the autocast dtype of mixed-precision steps;
     - video visible-infrared data sets (``fastreid_vld.data``) get cross-modal tracklet
       loaders; fast-reid's image data sets keep fast-reid's loaders;
@@ -37,6 +39,18 @@ class VLDTrainer(DefaultTrainer):
         # DefaultTrainer.__init__ assigns len(train set) // batch, then builds the scheduler,
         # max_iter and the hooks from this attribute.
         self._iters_per_epoch = self._fixed_iters_per_epoch or from_train_set_length
+
+    @classmethod
+    def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module):
+        if cfg.MODEL.META_ARCHITECTURE == "VLD":
+            return build_vld_optimizer(cfg, model)
+        return super().build_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg: CfgNode, optimizer: torch.optim.Optimizer, iters_per_epoch: int):
+        if cfg.MODEL.META_ARCHITECTURE == "VLD":
+            return build_vld_lr_scheduler(cfg, optimizer)
+        return super().build_lr_scheduler(cfg, optimizer, iters_per_epoch)
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):
