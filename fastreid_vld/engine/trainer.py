@@ -8,8 +8,8 @@ from fastreid.data.build import _test_loader_from_config, build_reid_test_loader
 from fastreid.engine import DefaultTrainer
 
 from ..data import build_vvi_test_loader, build_vvi_train_loader, is_vvi_dataset
-from ..solver import build_vld_lr_scheduler, build_vld_optimizer
 from ..evaluation.vvi_evaluator import VVIEvaluator
+from ..solver import build_vld_lr_scheduler, build_vld_optimizer
 
 
 class VLDTrainer(DefaultTrainer):

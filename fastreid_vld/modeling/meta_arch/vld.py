@@ -28,8 +28,8 @@ class VLD(nn.Module):
         weights = cfg.MODEL.LOSSES.VLD
         self.loss_weights = {"loss_cls": weights.CE, "loss_cls_proj": weights.CE_PROJ, "loss_text": weights.TEXT_CE,
                              "loss_cls_sta": weights.STA_CE, "loss_tri_penultimate": weights.TRI_PENULTIMATE,
-                             "loss_tri": weights.TRI, "loss_tri_proj": weights.TRI_PROJ, "loss_tri_sta": weights.TRI_STA,
-                             "loss_supcon": weights.SUPCON}
+                             "loss_tri": weights.TRI, "loss_tri_proj": weights.TRI_PROJ,
+                             "loss_tri_sta": weights.TRI_STA, "loss_supcon": weights.SUPCON}
 
     @property
     def device(self) -> torch.device:
