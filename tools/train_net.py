@@ -20,6 +20,11 @@ from fastreid.engine import default_argument_parser, default_setup, launch  # no
 from fastreid.utils.checkpoint import Checkpointer  # noqa: E402
 
 from fastreid_vld import VLDTrainer, add_vld_config  # noqa: E402
+from fastreid_vld.data.build import FrameReadError  # noqa: E402
+from fastreid_vld.data.datasets import DatasetFormatError  # noqa: E402
+
+# Bad input the user can fix: reported as one line naming the file, not as a traceback.
+INPUT_ERRORS = (DatasetFormatError, FrameReadError, FileNotFoundError)
 
 
 def setup(args):
@@ -49,8 +54,16 @@ def main(args):
     return trainer.train()
 
 
+def checked_main(args):
+    try:
+        return main(args)
+    except INPUT_ERRORS as error:
+        logging.getLogger("fastreid_vld").error("%s", error)
+        raise SystemExit(f"error: {error}") from None
+
+
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+    launch(checked_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))
