@@ -7,7 +7,8 @@ look to an infrared camera, which depends on clothing thickness, not on its colo
 
 - Visible frames show the clothing colours under the camera's illumination and colour cast.
 - Infrared frames are single-channel renderings of the thermal signature and the shape; the
-  clothing pattern survives only as a faint emissivity texture, and no hue survives.
+  clothing pattern survives as an emissivity texture (a warmer/cooler layout, not its colours),
+  and no hue survives.
 - Every camera has its own viewpoint (facing left or right), scale, vertical placement,
   illumination and background (cooler, smoother backgrounds at night); every frame has walking
   motion (leg swing, arm swing, a horizontal drift) and, sometimes, an occluder in front.
@@ -187,7 +188,7 @@ class SyntheticPersonRenderer:
     def _thermal_level(self, person: Identity, part: str, mask: np.ndarray) -> np.ndarray | float:
         head, torso, arms, legs = person.thermal
         if part == "torso":
-            return torso * (0.85 + 0.15 * self._torso_pattern(person, mask))
+            return torso * (0.6 + 0.4 * self._torso_pattern(person, mask))
         return {"head": head, "arms": arms, "legs": legs, "bag": 0.2}[part]
 
     def _occlude(self, image: np.ndarray, rng: np.random.Generator, modality: int) -> np.ndarray:
