@@ -8,8 +8,8 @@ from . import compat
 
 compat.apply()
 
-from . import data  # noqa: E402,F401  (registers VCM, BUPTCampus)
-from . import modeling  # noqa: E402,F401  (registers build_stp_backbone, build_imlp_head, VLD)
+# Registration is the only coupling: importing these fills fast-reid's registries.
+from . import data, modeling  # noqa: E402,F401  (VCM, BUPTCampus; build_stp_backbone, IMLPHead, VLD)
 from .config import add_vld_config  # noqa: E402
 
 

@@ -52,40 +52,40 @@ def _add_data_config(_C: CN) -> None:
 
 
 def _add_model_config(_C: CN) -> None:
-    # CLIP geometry (defaults: OpenAI ViT-B/16). Input size is INPUT.SIZE_TRAIN (paper 288x144).
+    # VLD also reads fast-reid's MODEL.BACKBONE.PRETRAIN (load CLIP weights; False: random init) and
+    # MODEL.BACKBONE.PRETRAIN_PATH (OpenAI JIT .pt or open_clip checkpoint; "": MODEL.CLIP.PRETRAINED).
+    # CLIP: the STP backbone's image tower and the IMLP head's frozen text tower, at INPUT.SIZE_TRAIN.
     _C.MODEL.CLIP = CN()
-    _C.MODEL.CLIP.EMBED_DIM = 512        # joint image-text embedding width (the 512 projected features)
-    _C.MODEL.CLIP.VISION_WIDTH = 768     # ViT width (the 768 CLS / STA features)
-    _C.MODEL.CLIP.VISION_LAYERS = 12
-    _C.MODEL.CLIP.VISION_HEADS = 12
-    _C.MODEL.CLIP.PATCH_SIZE = 16
-    _C.MODEL.CLIP.TEXT_WIDTH = 512       # IMLP context vectors live in this width
-    _C.MODEL.CLIP.TEXT_LAYERS = 12
-    _C.MODEL.CLIP.TEXT_HEADS = 8
-    _C.MODEL.CLIP.CONTEXT_LENGTH = 77
-    _C.MODEL.CLIP.VOCAB_SIZE = 49408     # open_clip's tokenizer vocabulary
-    _C.MODEL.CLIP.QUICK_GELU = True      # OpenAI CLIP's activation
+    _C.MODEL.CLIP.NAME = "ViT-B-16"        # open_clip architecture, or an open_clip JSON model config file
+    _C.MODEL.CLIP.QUICK_GELU = True        # QuickGELU activations, as OpenAI CLIP was trained (official)
+    _C.MODEL.CLIP.PRETRAINED = "openai"    # open_clip pretrained tag downloaded where the weights path is ""
+    _C.MODEL.CLIP.POS_EMBED_INTERPOLATION = "bilinear"  # square grid -> input grid resize (official: bilinear)
     # STP (spatial-temporal prompting) of build_stp_backbone.
     _C.MODEL.STP = CN()
-    # Block index (0-based) where the STH hub tokens join; they are transposed across frames before
-    # every later block. Official: 9. -1 switches STH (and so STA) off.
+    # 0-based block where the STH hub tokens ([T, T, width]) join; they are transposed across the
+    # tracklet's frames before every later block. Official: 9 (of 12). -1 switches STH off.
     _C.MODEL.STP.STH_START_LAYER = 9
-    _C.MODEL.STP.STA = True              # STA: frame CLS queries over the T*T hub tokens after the last block
-    _C.MODEL.STP.STA_HEADS = 12          # heads of the STA multi-head attention
-    # IMLP head: CLIP weights for its frozen text tower; "" = MODEL.BACKBONE.PRETRAIN_PATH
-    # (set it when the backbone is not CLIP, e.g. configs/VLD/r50_imlp_vcm.yml).
-    _C.MODEL.HEADS.TEXT_PRETRAIN_PATH = ""
-    # VLD loss weights (official training step).
+    _C.MODEL.STP.STA = True                # STA: frame CLS queries over the T*T hub tokens (needs STH)
+    _C.MODEL.STP.STA_HEADS = 12            # heads of the STA multi-head attention (official 12)
+    # IMLP head (MODEL.HEADS.NAME IMLPHead).
+    _C.MODEL.IMLP = CN()
+    # Identity prompt; each X is a learnable per-identity context vector (official: 4, std 0.02).
+    _C.MODEL.IMLP.PROMPT = "A X X X X person observed in both day and night conditions."
+    # CLIP weights of the frozen text tower; "": the STP backbone's MODEL.BACKBONE.PRETRAIN_PATH,
+    # or, with any other backbone, the MODEL.CLIP.PRETRAINED tag. Loaded when MODEL.BACKBONE.PRETRAIN.
+    _C.MODEL.IMLP.TEXT_PRETRAIN_PATH = ""
+    # VLD loss weights (official training step); 0 switches a term off. CE terms use
+    # fast-reid's MODEL.LOSSES.CE.EPSILON label smoothing (official 0).
     _C.MODEL.LOSSES.VLD = CN()
-    _C.MODEL.LOSSES.VLD.CE = 1.0              # CE on the 768 CLS classifier
-    _C.MODEL.LOSSES.VLD.CE_PROJ = 1.0         # CE on the 512 projected-feature classifier
-    _C.MODEL.LOSSES.VLD.TEXT_CE = 0.08        # CE on the text logits (weight_a)
-    _C.MODEL.LOSSES.VLD.STA_CE = 0.4          # identity-level CE on the STA classifier (weight_b)
+    _C.MODEL.LOSSES.VLD.CE = 1.0               # CE on the BN classifier of the CLS feature (768)
+    _C.MODEL.LOSSES.VLD.CE_PROJ = 1.0          # CE on the BN classifier of the projected CLS (512)
+    _C.MODEL.LOSSES.VLD.TEXT_CE = 0.08         # CE on the IMLP text logits (official weight_a)
+    _C.MODEL.LOSSES.VLD.STA_CE = 0.4           # identity-level CE on the STA classifier (official weight_b)
     _C.MODEL.LOSSES.VLD.TRI_PENULTIMATE = 1.0  # WRT triplet on the CLS entering the last block
-    _C.MODEL.LOSSES.VLD.TRI = 1.0             # WRT triplet on the 768 CLS
-    _C.MODEL.LOSSES.VLD.TRI_PROJ = 1.0        # WRT triplet on the 512 projection
-    _C.MODEL.LOSSES.VLD.TRI_STA = 1.0         # WRT triplet on the STA feature (weight_c)
-    _C.MODEL.LOSSES.VLD.SUPCON = 0.0          # image-text SupCon (defined, off in the official step)
+    _C.MODEL.LOSSES.VLD.TRI = 1.0              # WRT triplet on the CLS feature (768)
+    _C.MODEL.LOSSES.VLD.TRI_PROJ = 1.0         # WRT triplet on the projected CLS (512)
+    _C.MODEL.LOSSES.VLD.TRI_STA = 1.0          # WRT triplet on the STA feature (official weight_c)
+    _C.MODEL.LOSSES.VLD.SUPCON = 0.0           # image<->text SupCon as CLIP-ReID (defined, off officially)
 
 
 def _add_solver_config(_C: CN) -> None:
@@ -95,10 +95,10 @@ def _add_solver_config(_C: CN) -> None:
     # Autocast dtype when SOLVER.AMP.ENABLED: "float16" (with a gradient scaler on CUDA)
     # or "bfloat16" (CUDA or CPU). The official VLD code uses float16 on CUDA.
     _C.SOLVER.AMP.DTYPE = "float16"
-    # VLD schedule (solver.py), stepped per epoch: warm-up epochs, start factor, cosine floor factor.
-    _C.SOLVER.VLD_WARMUP_EPOCHS = 3
-    _C.SOLVER.VLD_WARMUP_FACTOR = 0.01
-    _C.SOLVER.VLD_MIN_LR_FACTOR = 0.01
+    # SOLVER.SCHED "WarmupCosineEpochLR" (VLD, fastreid_vld/solver.py): set per epoch, linear warm-up
+    # over these epochs from WARMUP_FACTOR x BASE_LR (every group), then cosine over MAX_EPOCH down
+    # to ETA_MIN_LR. Official: 3 epochs from 0.01 x, floor 0.01 x BASE_LR, 24 epochs.
+    _C.SOLVER.WARMUP_EPOCHS = 3
 
 
 def _add_test_config(_C: CN) -> None:

@@ -1,7 +1,11 @@
-"""VLD's model parts, registered in fast-reid's registries on import."""
+"""VLD's model parts; importing this registers them in fast-reid's registries:
+``build_stp_backbone`` (BACKBONE_REGISTRY), ``IMLPHead`` (REID_HEADS_REGISTRY), ``VLD``
+(META_ARCH_REGISTRY)."""
 
 from .backbones.stp import STPBackbone, build_stp_backbone
-from .heads.imlp import IMLPHead, build_imlp_head
+from .convert import convert_official_state_dict
+from .heads.imlp import IMLPHead
+from .losses import VLDLoss
 from .meta_arch.vld import VLD
 
-__all__ = ["IMLPHead", "STPBackbone", "VLD", "build_imlp_head", "build_stp_backbone"]
+__all__ = ["IMLPHead", "STPBackbone", "VLD", "VLDLoss", "build_stp_backbone", "convert_official_state_dict"]

@@ -1,22 +1,26 @@
-"""Image-text supervised contrastive loss (as CLIP-ReID): defined by VLD, off in its training step."""
+"""Image-text supervised contrastive loss (as CLIP-ReID; defined by VLD, off in its training step)."""
 
 from __future__ import annotations
 
 import torch
 
+__all__ = ["image_text_supcon", "supervised_contrastive"]
+
 
 def image_text_supcon(image: torch.Tensor, text: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """image [N, E], text [C, E] (one row per identity), targets [N] -> scalar: image->text plus
-    text->image supervised contrastive terms, positives being the same identity."""
+    """image [N, E] (projected tracklet features), text [C, E] (one row per identity), targets [N]
+    -> scalar: image->text plus text->image terms over the batch, positives sharing the identity."""
     text_of_sample = text[targets]  # [N, E]
-    image_to_text = _supcon(image, text_of_sample, targets)
-    text_to_image = _supcon(text_of_sample, image, targets)
-    return image_to_text + text_to_image
+    return (supervised_contrastive(image, text_of_sample, targets, targets)
+            + supervised_contrastive(text_of_sample, image, targets, targets))
 
 
-def _supcon(anchors: torch.Tensor, others: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    positive = (targets[:, None] == targets[None, :]).float()
-    logits = anchors @ others.t()
+def supervised_contrastive(anchors: torch.Tensor, others: torch.Tensor, anchor_targets: torch.Tensor,
+                           other_targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """anchors [N, E], others [M, E] -> scalar: minus the mean, over anchors, of the mean log-softmax
+    (over ``others``, logits = dot products / temperature) of the others with the anchor's identity."""
+    positive = (anchor_targets[:, None] == other_targets[None, :]).float()  # [N, M]
+    logits = anchors @ others.t() / temperature
     logits = logits - logits.max(dim=1, keepdim=True)[0].detach()
     log_prob = logits - torch.log(torch.exp(logits).sum(dim=1, keepdim=True))
     return -((positive * log_prob).sum(dim=1) / positive.sum(dim=1)).mean()
