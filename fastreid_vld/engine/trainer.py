@@ -9,7 +9,7 @@ from fastreid.engine import DefaultTrainer
 
 from ..data import build_vvi_test_loader, build_vvi_train_loader, is_vvi_dataset
 from ..evaluation.vvi_evaluator import VVIEvaluator
-from ..solver import build_vld_lr_scheduler, build_vld_optimizer
+from ..solver import VLD_SCHEDULER, build_vld_lr_scheduler, build_vld_optimizer
 
 
 class VLDTrainer(DefaultTrainer):
@@ -17,7 +17,8 @@ class VLDTrainer(DefaultTrainer):
 
     - ``SOLVER.ITERS_PER_EPOCH`` fixes the epoch length (the official VLD schedule counts
       epochs of 200 iterations); 0 keeps fast-reid's ``len(train set) // IMS_PER_BATCH``;
-    - the VLD meta-architecture gets the official optimizer groups and epoch schedule (solver.py);
+    - the VLD meta-architecture gets the official optimizer groups, and SOLVER.SCHED
+      ``WarmupCosineEpochLR`` the official epoch schedule (solver.py);
     - ``SOLVER.AMP.DTYPE`` chooses the autocast dtype of mixed-precision steps;
     - video visible-infrared data sets (``fastreid_vld.data``) get cross-modal tracklet
       loaders; fast-reid's image data sets keep fast-reid's loaders;
@@ -42,13 +43,15 @@ class VLDTrainer(DefaultTrainer):
 
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module):
+        """VLD: the official parameter groups (solver.py); other models: fast-reid's."""
         if cfg.MODEL.META_ARCHITECTURE == "VLD":
             return build_vld_optimizer(cfg, model)
         return super().build_optimizer(cfg, model)
 
     @classmethod
     def build_lr_scheduler(cls, cfg: CfgNode, optimizer: torch.optim.Optimizer, iters_per_epoch: int):
-        if cfg.MODEL.META_ARCHITECTURE == "VLD":
+        """SOLVER.SCHED WarmupCosineEpochLR: VLD's epoch schedule (solver.py); others: fast-reid's."""
+        if cfg.SOLVER.SCHED == VLD_SCHEDULER:
             return build_vld_lr_scheduler(cfg, optimizer)
         return super().build_lr_scheduler(cfg, optimizer, iters_per_epoch)
 

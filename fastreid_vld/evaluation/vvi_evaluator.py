@@ -1,0 +1,220 @@
+"""fast-reid DatasetEvaluator of a video visible-infrared data set: every retrieval direction.
+
+The model's tracklet features are collected once, in ``dataset.test`` order (gathered from
+every process under torch.distributed), then each direction of ``dataset.directions``
+(HITSZ-VCM and BUPTCampus: ``"IR->VIS"`` and ``"VIS->IR"``) is ranked with the distances of
+:mod:`.distances` (TEST.METRIC, TEST.AQE.*, TEST.RERANK.*) and scored by
+:func:`.metrics.evaluate_vvi` with the data set's protocol.
+
+Results, in percent:
+
+- the log: one table, a row per direction (Rank-1/5/10/20, mAP, mINP, queries counted);
+- the returned OrderedDict, flat, so fast-reid's EvalHook, tensorboard, JSONWriter and
+  ``--eval-only`` take it as is: ``"IR->VIS/Rank-1"``, ..., ``"VIS->IR/mINP"``, and ``"metric"``,
+  the model-selection value named by TEST.SELECT_BY (VLD: IR->VIS Rank-1), which fast-reid's
+  PeriodicCheckpointer keeps ``model_best.pth`` by;
+- ``OUTPUT_DIR/eval_results.json``: ``{dataset name: {...}}`` with the full CMC per direction
+  and the settings used (fast-reid's JSONWriter already owns ``metrics.json``).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from fastreid.config import CfgNode
+from fastreid.evaluation.evaluator import DatasetEvaluator
+from fastreid.utils import comm
+from tabulate import tabulate
+
+from .distances import DistanceSettings, direction_distances
+from .metrics import summarize_ranks, true_match_ranks
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DirectionResult", "VVIEvaluator", "evaluate_directions"]
+
+#: The CMC ranks reported (each one up to TEST.MAX_RANK).
+REPORTED_RANKS = (1, 5, 10, 20)
+RESULTS_FILE = "eval_results.json"
+
+
+@dataclass(frozen=True)
+class DirectionResult:
+    """The scores of one retrieval direction (fractions in [0, 1])."""
+
+    num_query: int
+    num_gallery: int
+    num_counted: int   # queries with a true match in their gallery: the averages' count
+    cmc: np.ndarray    # [min(max_rank, num_gallery)]
+    mAP: float
+    mINP: float
+
+    def rank(self, k: int) -> float:
+        """Rank-k accuracy; beyond a CMC cut at the gallery size, its last value."""
+        return float(self.cmc[min(k, len(self.cmc)) - 1])
+
+
+def evaluate_directions(features: torch.Tensor, pids: np.ndarray, camids: np.ndarray,
+                        directions: dict[str, tuple[np.ndarray, np.ndarray]], protocol: str,
+                        settings: DistanceSettings, max_rank: int = 20) -> dict[str, DirectionResult]:
+    """Score every direction from the [N, D] features of the N test tracklets.
+
+    ``directions`` maps a name to (query indices, gallery indices) into the N tracklets. A
+    direction whose reverse was already ranked reuses the transposed distances: every
+    distance here (metric, AQE, Jaccard over query and gallery together) is symmetric in
+    query and gallery, up to float rounding.
+    """
+    results, distances_of = {}, {}
+    for name, (query_idx, gallery_idx) in directions.items():
+        query_idx, gallery_idx = np.asarray(query_idx), np.asarray(gallery_idx)
+        key = (query_idx.tobytes(), gallery_idx.tobytes())
+        start = time.perf_counter()
+        reverse = distances_of.get(key[::-1])
+        if reverse is not None:
+            distances = reverse.T                                          # [Q, G]
+        else:
+            distances = direction_distances(features[query_idx], features[gallery_idx], settings)
+            distances_of[key] = distances
+        computed = time.perf_counter()
+        ranks = true_match_ranks(distances, pids[query_idx], pids[gallery_idx], camids[query_idx],
+                                 camids[gallery_idx], protocol)
+        scores = summarize_ranks(ranks, max_rank)
+        logger.info("%s: %d queries x %d gallery: distances %.2f s (%s), metrics %.2f s", name,
+                    len(query_idx), len(gallery_idx), computed - start,
+                    "reversed" if reverse is not None else settings.describe(),
+                    time.perf_counter() - computed)
+        results[name] = DirectionResult(len(query_idx), len(gallery_idx), ranks.num_counted,
+                                        scores["cmc"], scores["mAP"], scores["mINP"])
+    return results
+
+
+class VVIEvaluator(DatasetEvaluator):
+    """Evaluates a video cross-modal data set (``fastreid_vld.data``) in every direction.
+
+    Args:
+        cfg: the config (TEST.METRIC, TEST.AQE.*, TEST.RERANK.*, TEST.MAX_RANK, TEST.SELECT_BY).
+        dataset: a parsed data set with ``test`` (tracklets), ``directions`` and ``protocol``;
+            the loader must yield its ``test`` tracklets in order.
+        dataset_name: the name results are filed under in ``eval_results.json``.
+        output_dir: where ``eval_results.json`` goes (default: OUTPUT_DIR).
+    """
+
+    def __init__(self, cfg: CfgNode, dataset, dataset_name: str, output_dir: str | None = None) -> None:
+        self._dataset, self._dataset_name = dataset, dataset_name
+        self._settings = DistanceSettings.from_config(cfg)
+        self._max_rank = cfg.TEST.MAX_RANK
+        self._select_by = cfg.TEST.SELECT_BY
+        self._output_dir = cfg.OUTPUT_DIR if output_dir is None else output_dir
+        if self._settings.rerank and self._settings.metric == "inner_product" and self._settings.lambda_value > 0:
+            logger.warning("TEST.RERANK with TEST.METRIC inner_product: the mix adds LAMBDA x (-q.g), on "
+                           "the features' own scale, to a Jaccard distance in [0, 1]; with unnormalised "
+                           "features the original distance can dominate. TEST.RERANK.LAMBDA 0 or "
+                           "TEST.METRIC cosine keep the two on one scale.")
+        if cfg.TEST.FLIP.ENABLED:
+            raise ValueError("TEST.FLIP.ENABLED: fast-reid's flip test flips dimension 3 of the batch, which for "
+                             "[B, T, 3, H, W] tracklets is the frame height (an upside-down person), not the "
+                             "width; set TEST.FLIP.ENABLED False for video data sets")
+        if cfg.TEST.ROC.ENABLED:
+            logger.warning("TEST.ROC is not computed for video cross-modal data sets")
+        self.reset()
+
+    def reset(self) -> None:
+        self._batches: list[dict] = []
+
+    def process(self, inputs: dict, outputs: torch.Tensor) -> None:
+        """inputs: a test batch (``targets``, ``camids``, ``modalities`` [B], ``img_paths``);
+        outputs: the [B, D] tracklet features."""
+        self._batches.append({
+            "features": outputs.detach().to("cpu", torch.float32),
+            "pids": inputs["targets"].cpu(), "camids": inputs["camids"].cpu(),
+            "modalities": inputs["modalities"].cpu(),
+            "first_frames": [paths[0] for paths in inputs["img_paths"]] if "img_paths" in inputs else None,
+        })
+
+    def evaluate(self) -> OrderedDict:
+        if comm.get_world_size() > 1:
+            comm.synchronize()
+            batches = list(itertools.chain(*comm.gather(self._batches, dst=0)))
+            if not comm.is_main_process():
+                return OrderedDict()
+        else:
+            batches = self._batches
+        features = torch.cat([b["features"] for b in batches])           # [N, D]
+        pids, camids, modalities = (torch.cat([b[key] for b in batches]).numpy()
+                                    for key in ("pids", "camids", "modalities"))
+        first_frames = (None if any(b["first_frames"] is None for b in batches)
+                        else [path for b in batches for path in b["first_frames"]])
+        self._check_test_order(camids, modalities, first_frames)
+
+        scores = evaluate_directions(features, pids, camids, self._dataset.directions,
+                                     self._dataset.protocol, self._settings, self._max_rank)
+        results = OrderedDict()
+        for name, score in scores.items():
+            for k in REPORTED_RANKS:
+                if k <= self._max_rank:
+                    results[f"{name}/Rank-{k}"] = 100 * score.rank(k)
+            results[f"{name}/mAP"] = 100 * score.mAP
+            results[f"{name}/mINP"] = 100 * score.mINP
+        if self._select_by not in results:
+            raise ValueError(f"TEST.SELECT_BY {self._select_by!r} is not a result of {self._dataset_name}; "
+                             f"expected one of {list(results)}")
+        results["metric"] = results[self._select_by]
+        logger.info("Evaluation of %s (%s; %s protocol):\n%s", self._dataset_name, self._settings.describe(),
+                    self._dataset.protocol, self._table(scores))
+        self._write_json(scores, results["metric"])
+        return copy.deepcopy(results)
+
+    def _check_test_order(self, camids: np.ndarray, modalities: np.ndarray, first_frames: list[str] | None) -> None:
+        """The features must be the data set's test tracklets, in order: the splits index them."""
+        test = self._dataset.test
+        if len(camids) != len(test):
+            raise RuntimeError(f"{self._dataset_name}: the evaluator received {len(camids)} tracklet features, "
+                               f"expected one per test tracklet ({len(test)})")
+        for position, tracklet in enumerate(test):
+            if (camids[position] != tracklet.camid or modalities[position] != tracklet.modality
+                    or (first_frames is not None and first_frames[position] not in tracklet.frames)):
+                raise RuntimeError(
+                    f"{self._dataset_name}: feature {position} is not test tracklet {position} "
+                    f"({tracklet.frames[0]}, camera {tracklet.camid}, modality {tracklet.modality}); the test "
+                    "loader must yield dataset.test in order")
+
+    def _table(self, scores: dict[str, DirectionResult]) -> str:
+        ranks = [k for k in REPORTED_RANKS if k <= self._max_rank]
+        rows = [[name, *(100 * s.rank(k) for k in ranks), 100 * s.mAP, 100 * s.mINP,
+                 f"{s.num_counted}/{s.num_query}", s.num_gallery] for name, s in scores.items()]
+        headers = ["Direction", *(f"Rank-{k}" for k in ranks), "mAP", "mINP", "Queries counted", "Gallery"]
+        return tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=".2f", numalign="left")
+
+    def _write_json(self, scores: dict[str, DirectionResult], metric: float) -> None:
+        if not self._output_dir:
+            return
+        path = os.path.join(self._output_dir, RESULTS_FILE)
+        everything = {}
+        if os.path.isfile(path):  # other data sets of the same run keep their entries
+            with open(path) as file:
+                everything = json.load(file)
+        everything[self._dataset_name] = {
+            "protocol": self._dataset.protocol,
+            "settings": self._settings.describe(),
+            "select_by": self._select_by,
+            "metric": metric,
+            "directions": {name: {"queries": s.num_query, "queries_counted": s.num_counted,
+                                  "gallery": s.num_gallery,
+                                  **{f"Rank-{k}": 100 * s.rank(k) for k in REPORTED_RANKS if k <= self._max_rank},
+                                  "mAP": 100 * s.mAP, "mINP": 100 * s.mINP,
+                                  "cmc": [100 * float(v) for v in s.cmc]}
+                           for name, s in scores.items()},
+        }
+        os.makedirs(self._output_dir, exist_ok=True)
+        with open(path + ".tmp", "w") as file:
+            json.dump(everything, file, indent=2)
+        os.replace(path + ".tmp", path)
