@@ -46,6 +46,8 @@ def main(args):
     if args.eval_only:
         cfg.defrost()
         cfg.MODEL.BACKBONE.PRETRAIN = False
+        if cfg.MODEL.HEADS.NUM_CLASSES == 0:  # as training sets it: one class per training identity
+            cfg.MODEL.HEADS.NUM_CLASSES = VLDTrainer.build_train_loader(cfg).dataset.num_classes
         model = VLDTrainer.build_model(cfg)
         Checkpointer(model).load(cfg.MODEL.WEIGHTS)
         return VLDTrainer.test(cfg, model)
