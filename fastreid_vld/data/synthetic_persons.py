@@ -6,9 +6,9 @@ on one side), clothing colours, and a thermal signature (how warm head, torso, a
 look to an infrared camera, which depends on clothing thickness, not on its colour).
 
 - Visible frames show the clothing colours under the camera's illumination and colour cast.
-- Infrared frames are single-channel renderings of the thermal signature and the shape; the
-  clothing pattern survives as an emissivity texture (a warmer/cooler layout, not its colours),
-  and no hue survives.
+- Infrared frames are single-channel renderings of the thermal signature and the shape: dark
+  clothing absorbs more heat and looks warmer (so brightness, inverted, partly survives), the
+  clothing pattern survives as an emissivity texture, and no hue survives.
 - Every camera has its own viewpoint (facing left or right), scale, vertical placement,
   illumination and background (cooler, smoother backgrounds at night); every frame has walking
   motion (leg swing, arm swing, a horizontal drift) and, sometimes, an occluder in front.
@@ -186,10 +186,13 @@ class SyntheticPersonRenderer:
         return person.bottom_rgb
 
     def _thermal_level(self, person: Identity, part: str, mask: np.ndarray) -> np.ndarray | float:
-        head, torso, arms, legs = person.thermal
-        if part == "torso":
-            return torso * (0.6 + 0.4 * self._torso_pattern(person, mask))
-        return {"head": head, "arms": arms, "legs": legs, "bag": 0.2}[part]
+        if part in ("head", "bag"):
+            return person.thermal[0] if part == "head" else 0.2
+        # clothing: half the person's own warmth, half the heat its darkness absorbs
+        warmth = {"torso": person.thermal[1], "arms": person.thermal[2], "legs": person.thermal[3]}[part]
+        colour = self._visible_colour(person, part, mask)  # (3,) or (N, 3)
+        absorbed = 1 - np.asarray(colour) @ np.array([0.299, 0.587, 0.114])
+        return 0.5 * warmth + 0.5 * absorbed
 
     def _occlude(self, image: np.ndarray, rng: np.random.Generator, modality: int) -> np.ndarray:
         if rng.random() >= 0.25:
