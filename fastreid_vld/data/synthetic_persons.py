@@ -6,9 +6,10 @@ on one side), clothing colours, and a thermal signature (how warm head, torso, a
 look to an infrared camera, which depends on clothing thickness, not on its colour).
 
 - Visible frames show the clothing colours under the camera's illumination and colour cast.
-- Infrared frames are single-channel renderings of the thermal signature and the shape: dark
-  clothing absorbs more heat and looks warmer (so brightness, inverted, partly survives), the
-  clothing pattern survives as an emissivity texture, and no hue survives.
+- Infrared frames are single-channel renderings of the thermal signature and the shape: as in
+  near-infrared cameras, clothing shows half its own (identity-specific) infrared reflectance
+  and half its visible brightness, the clothing pattern survives as a texture, and no hue
+  survives.
 - Every camera has its own viewpoint (facing left or right), scale, vertical placement,
   illumination and background (cooler, smoother backgrounds at night); every frame has walking
   motion (leg swing, arm swing, a horizontal drift) and, sometimes, an occluder in front.
@@ -188,11 +189,10 @@ class SyntheticPersonRenderer:
     def _thermal_level(self, person: Identity, part: str, mask: np.ndarray) -> np.ndarray | float:
         if part in ("head", "bag"):
             return person.thermal[0] if part == "head" else 0.2
-        # clothing: half the person's own warmth, half the heat its darkness absorbs
-        warmth = {"torso": person.thermal[1], "arms": person.thermal[2], "legs": person.thermal[3]}[part]
+        # clothing: half its own infrared reflectance, half its visible brightness
+        reflectance = {"torso": person.thermal[1], "arms": person.thermal[2], "legs": person.thermal[3]}[part]
         colour = self._visible_colour(person, part, mask)  # (3,) or (N, 3)
-        absorbed = 1 - np.asarray(colour) @ np.array([0.299, 0.587, 0.114])
-        return 0.5 * warmth + 0.5 * absorbed
+        return 0.5 * reflectance + 0.5 * np.asarray(colour) @ np.array([0.299, 0.587, 0.114])
 
     def _occlude(self, image: np.ndarray, rng: np.random.Generator, modality: int) -> np.ndarray:
         if rng.random() >= 0.25:
