@@ -304,7 +304,8 @@ def make_launch_device_generic(launch_module: types.ModuleType) -> None:
 def _distributed_worker(local_rank: int, main_func: Callable, world_size: int,
                         num_gpus_per_machine: int, machine_rank: int, dist_url: str,
                         args: tuple) -> None:
-    """fast-reid's worker, with the backend and device chosen by what the machine has."""
+    """fast-reid's worker, with the backend and device chosen by what the machine has, and the
+    process group destroyed when ``main_func`` returns."""
     import torch.distributed as dist
     from fastreid.utils import comm
 
@@ -323,7 +324,12 @@ def _distributed_worker(local_rank: int, main_func: Callable, world_size: int,
         group = dist.new_group(list(range(i * num_gpus_per_machine, (i + 1) * num_gpus_per_machine)))
         if i == machine_rank:
             comm._LOCAL_PROCESS_GROUP = group
-    main_func(*args)
+    try:
+        main_func(*args)
+    finally:
+        # Join the backend's threads now: left to interpreter shutdown, gloo's can abort the
+        # process ("terminate called without an active exception").
+        dist.destroy_process_group()
 
 
 def make_ddp_device_generic(defaults: types.ModuleType) -> None:

@@ -174,3 +174,19 @@ def test_adaptations_are_applied_once_even_when_called_again():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         compat.apply()
+
+
+def test_distributed_worker_destroys_its_process_group(monkeypatch):
+    import socket
+
+    import torch.distributed as dist
+    from fastreid.utils import comm
+
+    monkeypatch.setattr(comm, "_LOCAL_PROCESS_GROUP", None)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    seen = []
+    compat._distributed_worker(0, lambda: seen.append(dist.get_backend()), 1, 1, 0, f"tcp://127.0.0.1:{port}", ())
+    assert seen == ["gloo" if not torch.cuda.is_available() else "nccl"]
+    assert not dist.is_initialized()  # left to interpreter exit, gloo's threads can abort the process
