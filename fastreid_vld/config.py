@@ -23,6 +23,10 @@ def add_vld_config(cfg: CN) -> CN:
     _add_model_config(cfg)
     _add_solver_config(cfg)
     _add_test_config(cfg)
+    # Seed of python, numpy and torch at start-up (tools/train_net.py; each process adds its rank),
+    # which makes CPU runs repeat exactly; negative: a fresh random seed every run (fast-reid 1.4.0
+    # has no such key and always draws one).
+    cfg.SEED = -1
     return cfg
 
 

@@ -120,7 +120,7 @@ def test_resnet50_config_trains_a_few_steps():
     optimizer, _ = build_vld_optimizer(cfg, model)
     batch = random_batch()
     losses = []
-    for _ in range(8):
+    for _ in range(16):
         loss_dict = model(batch)
         loss = sum(loss_dict.values())
         optimizer.zero_grad()
@@ -128,7 +128,8 @@ def test_resnet50_config_trains_a_few_steps():
         optimizer.step()
         losses.append(loss.item())
     assert set(loss_dict) == {"loss_cls", "loss_cls_proj", "loss_text", "loss_triplet", "loss_triplet_proj"}
-    assert losses[-1] < 0.6 * losses[0], losses
+    # the early steps jump about (BatchNorm on one batch, a high head rate): compare the ends
+    assert sum(losses[-4:]) < 0.6 * sum(losses[:4]), losses
     assert model.heads.projection.weight.grad is not None
     model.eval()
     with torch.no_grad():

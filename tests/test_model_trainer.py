@@ -3,10 +3,12 @@ synthetic HITSZ-VCM-layout set: the optimizer and the epoch schedule inside the 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
+from conftest import run_python
 from fastreid.engine.train_loop import HookBase
 from tiny_vld import tiny_cfg
 
@@ -45,3 +47,24 @@ class _RecordLR(HookBase):
     def before_step(self) -> None:
         (group,) = [g for g in self.trainer.optimizer.param_groups if "backbone.hub" in g["names"]]
         self.lrs.append(group["lr"])
+
+
+@pytest.mark.slow
+def test_train_net_with_a_seed_repeats_its_losses_exactly(tmp_path):
+    write_vcm(tmp_path / "HITSZ-VCM", SyntheticSize(train_ids=4, test_ids=2, cameras=2, min_frames=6, max_frames=8))
+
+    def losses_and_scores(seed: int, name: str) -> tuple[list[float], dict]:
+        out = tmp_path / name
+        result = run_python("tools/train_net.py", "--config-file", "configs/VLD/tiny.yml", "DATASETS.NAMES", "('VCM',)",
+                            "DATASETS.TESTS", "('VCM',)", "DATASETS.ROOT", str(tmp_path), "DATASETS.VCM.MIN_FRAMES",
+                            "1", "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "3", "SEED", str(seed),
+                            "OUTPUT_DIR", str(out))
+        assert result.returncode == 0, result.stderr[-3000:]
+        records = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+        scores = json.loads((out / "eval_results.json").read_text())["VCM"]["directions"]
+        return [record["total_loss"] for record in records if "total_loss" in record], scores
+
+    first = losses_and_scores(7, "first")
+    assert first[0], "metrics.json holds the training losses"
+    assert losses_and_scores(7, "again") == first
+    assert losses_and_scores(8, "other")[0] != first[0]

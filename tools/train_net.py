@@ -17,7 +17,9 @@ import fastreid_vld  # noqa: E402,F401  (first: adapts fast-reid, registers the 
 import torch  # noqa: E402
 from fastreid.config import get_cfg  # noqa: E402
 from fastreid.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from fastreid.utils import comm  # noqa: E402
 from fastreid.utils.checkpoint import Checkpointer  # noqa: E402
+from fastreid.utils.env import seed_all_rng  # noqa: E402
 
 from fastreid_vld import VLDTrainer, add_vld_config  # noqa: E402
 from fastreid_vld.data.build import FrameReadError  # noqa: E402
@@ -38,6 +40,8 @@ def setup(args):
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     default_setup(cfg, args)
+    if cfg.SEED >= 0:  # after default_setup, which draws a random seed
+        seed_all_rng(cfg.SEED + comm.get_rank())
     return cfg
 
 

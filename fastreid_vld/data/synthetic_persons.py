@@ -1,20 +1,21 @@
 """Renders synthetic persons for a cross-modal re-id problem that colour alone cannot solve.
 
 Each identity has a body shape (height, shoulder and hip width, leg length, head size), a
-clothing layout (top pattern: plain, stripes or blocks; trousers or a skirt; an optional bag
-on one side), clothing colours, and a thermal signature (how warm head, torso, arms and legs
-look to an infrared camera, which depends on clothing thickness, not on its colour).
+clothing layout (top pattern: plain, horizontal stripes, two blocks, vertical stripes or a chest
+band; trousers or a skirt; an optional bag on one side), clothing colours and dyes, and a
+thermal signature (how warm the skin glows).
 
-- Visible frames show the clothing colours under the camera's illumination and colour cast.
-- Infrared frames are single-channel renderings of the thermal signature and the shape: as in
-  near-infrared cameras, clothing shows half its own (identity-specific) infrared reflectance
-  and half its visible brightness, the clothing pattern survives as a texture, and no hue
-  survives.
+- Visible frames show the clothing and skin colours under the camera's illumination and cast.
+- Infrared frames are single-channel renderings, as near-infrared cameras see people: skin
+  glows with the person's warmth; clothing reflects mostly as its visible brightness suggests
+  and partly by its own dye (``DYE_WEIGHT``), so no hue survives (a red and a green of equal
+  brightness look alike), while the pattern survives as texture (its two colours always differ
+  in brightness).
 - Every camera has its own viewpoint (facing left or right), scale, vertical placement,
-  illumination and background (cooler, smoother backgrounds at night); every frame has walking
-  motion (leg swing, arm swing, a horizontal drift) and, sometimes, an occluder in front.
+  illumination and background (cooler, smoother backgrounds in infrared); every frame has
+  walking motion (leg swing, arm swing, a horizontal drift) and, sometimes, an occluder in front.
 
-So what matches across modalities is shape, layout and the thermal/pattern structure, as in
+So what matches across modalities is shape, layout, pattern and brightness structure, as in
 real VI-ReID. Deterministic for a seed: the same (pid, modality, camera, tracklet, frame)
 gives the same pixels.
 """
@@ -25,7 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+RENDERER_VERSION = 4    # recorded by tools/make_synthetic.py: a set from another version is rewritten
 VISIBLE, INFRARED = 0, 1
+ACCENT_CONTRAST = 0.3  # least brightness difference of a pattern's two colours
+DYE_WEIGHT = 0.25      # share of a clothing's infrared level set by its own dye, not its brightness
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,16 @@ class Identity:
     hip: float
     leg_fraction: float    # share of the body height taken by the legs
     head: float            # head radius as a fraction of the body height
-    top_pattern: int       # 0 plain, 1 horizontal stripes, 2 two vertical blocks
-    stripe_period: float   # stripe period as a fraction of the torso height
+    top_pattern: int       # 0 plain, 1 horizontal stripes, 2 two vertical blocks, 3 vertical stripes, 4 chest band
+    stripe_period: float   # stripe period (band position) as a fraction of the torso height / width
     skirt: bool
     bag_side: int          # 0 none, -1 left, +1 right (in the person's own frame)
     top_rgb: np.ndarray    # (3,) in 0..1
-    accent_rgb: np.ndarray
+    accent_rgb: np.ndarray # (3,) differs from top_rgb in brightness by at least ACCENT_CONTRAST
     bottom_rgb: np.ndarray
-    thermal: np.ndarray    # (4,) warmth of head, torso, arms, legs in 0..1
+    skin_rgb: np.ndarray
+    dye: np.ndarray        # (4,) own near-infrared reflectance of top, accent, bottom, bag dyes in 0..1
+    warmth: float          # infrared level of the skin (head) in 0..1
     gait_speed: float      # leg-swing phase advance per frame
 
 
@@ -76,20 +82,26 @@ class SyntheticPersonRenderer:
 
     @staticmethod
     def _draw_identity(rng: np.random.Generator) -> Identity:
+        top = rng.uniform(0, 1, 3)
+        accent = rng.uniform(0, 1, 3)
+        while abs(_brightness(accent) - _brightness(top)) < ACCENT_CONTRAST:
+            accent = rng.uniform(0, 1, 3)
         return Identity(
-            height=rng.uniform(0.72, 0.95),
-            shoulder=rng.uniform(0.17, 0.3),
-            hip=rng.uniform(0.12, 0.24),
-            leg_fraction=rng.uniform(0.4, 0.55),
-            head=rng.uniform(0.065, 0.1),
-            top_pattern=int(rng.integers(0, 3)),
-            stripe_period=rng.uniform(0.15, 0.35),
+            height=rng.uniform(0.7, 0.95),
+            shoulder=rng.uniform(0.15, 0.32),
+            hip=rng.uniform(0.1, 0.26),
+            leg_fraction=rng.uniform(0.38, 0.56),
+            head=rng.uniform(0.06, 0.11),
+            top_pattern=int(rng.integers(0, 5)),
+            stripe_period=rng.uniform(0.2, 0.5),
             skirt=bool(rng.random() < 0.3),
             bag_side=int(rng.choice([0, -1, 1])),
-            top_rgb=rng.uniform(0, 1, 3),
-            accent_rgb=rng.uniform(0, 1, 3),
+            top_rgb=top,
+            accent_rgb=accent,
             bottom_rgb=rng.uniform(0, 1, 3),
-            thermal=rng.uniform(0.3, 1.0, 4),
+            skin_rgb=np.array([0.85, 0.68, 0.55]) * rng.uniform(0.45, 1.1),
+            dye=rng.uniform(0, 1, 4),
+            warmth=rng.uniform(0.65, 1.0),
             gait_speed=rng.uniform(0.5, 1.1),
         )
 
@@ -123,10 +135,11 @@ class SyntheticPersonRenderer:
         else:
             image = camera.ir_background.copy()
             for name, mask in parts.items():
-                image[mask] = self._thermal_level(person, name, mask)
-            image = np.repeat(image[..., None], 3, axis=2)
+                image[mask] = self._infrared_level(person, name, mask)
+            image = image[..., None]  # [H, W, 1]: one channel until the end
         image = self._occlude(image, rng, modality)
         image = image + rng.normal(0, 0.03, image.shape)
+        image = np.broadcast_to(image, (*self.size, 3))
         return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
     def _body_parts(self, person: Identity, camera: Camera, phase: float,
@@ -167,32 +180,44 @@ class SyntheticPersonRenderer:
     def _torso_pattern(self, person: Identity, mask: np.ndarray) -> np.ndarray:
         """(N,) 0/1 over the torso pixels: where the accent colour (or texture) shows."""
         ys, xs = self._ys[mask] / self.size[0], self._xs[mask] / self.size[1]
+        rows, columns = ys - ys.min(), xs - xs.min()
+        height, width = max(float(rows.max()), 1e-3), max(float(columns.max()), 1e-3)
         if person.top_pattern == 1:
-            rows = ys - ys.min()
-            return (np.floor(rows / (person.stripe_period * 0.4)) % 2).astype(np.float32)
-        if person.top_pattern == 2:
-            return (xs > np.median(xs)).astype(np.float32)
-        return np.zeros_like(ys)
+            accent = np.floor(rows / (person.stripe_period * 0.5 * height)) % 2
+        elif person.top_pattern == 2:
+            accent = xs > np.median(xs)
+        elif person.top_pattern == 3:
+            accent = np.floor(columns / (person.stripe_period * 0.6 * width)) % 2
+        elif person.top_pattern == 4:
+            accent = np.abs(rows / height - person.stripe_period - 0.1) < 0.15
+        else:
+            accent = np.zeros_like(ys)
+        return np.asarray(accent, np.float32)
+
+    def _colours(self, person: Identity, part: str, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Visible colours (3,) or (N, 3) and own dye reflectances () or (N,) of a part's pixels."""
+        if part == "head":
+            return person.skin_rgb, np.float32(0)
+        if part == "torso":
+            accent = self._torso_pattern(person, mask)
+            colour = person.top_rgb * (1 - accent[:, None]) + person.accent_rgb * accent[:, None]
+            return colour, person.dye[0] * (1 - accent) + person.dye[1] * accent
+        if part == "arms":
+            return person.top_rgb, person.dye[0]
+        if part == "bag":
+            return person.accent_rgb * 0.5, person.dye[3]
+        return person.bottom_rgb, person.dye[2]
 
     def _visible_colour(self, person: Identity, part: str, mask: np.ndarray) -> np.ndarray:
-        if part == "head":
-            return np.array([0.85, 0.7, 0.6])
-        if part == "torso":
-            accent = self._torso_pattern(person, mask)[:, None]
-            return person.top_rgb * (1 - accent) + person.accent_rgb * accent
-        if part == "arms":
-            return person.top_rgb
-        if part == "bag":
-            return person.accent_rgb * 0.5
-        return person.bottom_rgb
+        return self._colours(person, part, mask)[0]
 
-    def _thermal_level(self, person: Identity, part: str, mask: np.ndarray) -> np.ndarray | float:
-        if part in ("head", "bag"):
-            return person.thermal[0] if part == "head" else 0.2
-        # clothing: half its own infrared reflectance, half its visible brightness
-        reflectance = {"torso": person.thermal[1], "arms": person.thermal[2], "legs": person.thermal[3]}[part]
-        colour = self._visible_colour(person, part, mask)  # (3,) or (N, 3)
-        return 0.5 * reflectance + 0.5 * np.asarray(colour) @ np.array([0.299, 0.587, 0.114])
+    def _infrared_level(self, person: Identity, part: str, mask: np.ndarray) -> np.ndarray | float:
+        """Skin glows with the person's warmth; clothing reflects near-infrared mostly as its
+        visible brightness would suggest, and partly by its own dye (which colour cannot tell)."""
+        if part == "head":
+            return person.warmth
+        colour, dye = self._colours(person, part, mask)
+        return (1 - DYE_WEIGHT) * _brightness(colour) + DYE_WEIGHT * dye
 
     def _occlude(self, image: np.ndarray, rng: np.random.Generator, modality: int) -> np.ndarray:
         if rng.random() >= 0.25:
@@ -219,6 +244,11 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], cells: int) 
     top = coarse[y0][:, x0] * (1 - fx) + coarse[y0][:, x0 + 1] * fx
     bottom = coarse[y0 + 1][:, x0] * (1 - fx) + coarse[y0 + 1][:, x0 + 1] * fx
     return top * (1 - fy) + bottom * fy
+
+
+def _brightness(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) colours in 0..1 -> (...) brightness (ITU-R 601 luma)."""
+    return np.asarray(rgb) @ np.array([0.299, 0.587, 0.114])
 
 
 def _desaturate(rgb: np.ndarray, amount: float) -> np.ndarray:
