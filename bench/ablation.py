@@ -13,7 +13,6 @@ unless --seed says otherwise: a run repeats exactly, another seed moves a row by
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
-from demo import DIRECTIONS, ensure_synthetic_set, parse_args, query_identities  # noqa: E402
+from demo import DIRECTIONS, ensure_synthetic_set, parse_args, query_identities, results  # noqa: E402
 
 WITHOUT_STP = ("MODEL.STP.STH_START_LAYER", "-1", "MODEL.STP.STA", "False",
                "MODEL.LOSSES.VLD.STA_CE", "0.", "MODEL.LOSSES.VLD.TRI_STA", "0.")
@@ -45,8 +44,7 @@ def train_and_evaluate(key: str, overrides: tuple[str, ...], output: Path, demo:
     start = time.perf_counter()
     subprocess.run([sys.executable, *command], cwd=REPO, check=True)
     seconds = time.perf_counter() - start
-    scores = json.loads((REPO / folder / "eval_results.json").read_text())["VCM"]["directions"]
-    return command, scores, seconds
+    return command, results(folder), seconds
 
 
 def main() -> None:

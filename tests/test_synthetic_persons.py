@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fastreid_vld.data.synthetic_persons import ACCENT_CONTRAST, INFRARED, VISIBLE, SyntheticPersonRenderer
+from fastreid_vld.data.synthetic_persons import ACCENT_CONTRAST, INFRARED, LUMA, VISIBLE, SyntheticPersonRenderer
 
 IDS, CAMERAS = 12, 3
 
@@ -37,12 +37,11 @@ def test_infrared_frames_carry_no_hue(renderer):
 
 def test_clothing_of_another_hue_but_equal_brightness_looks_the_same_in_infrared(renderer):
     person = renderer.identities[2]
-    luma = np.array([0.299, 0.587, 0.114])
     # the same brightness, another hue: move red against green along a brightness-preserving direction
-    shift = np.array([luma[1], -luma[0], 0.0])
+    shift = np.array([LUMA[1], -LUMA[0], 0.0])
     step = 0.25 if np.all((person.bottom_rgb + 0.25 * shift >= 0) & (person.bottom_rgb + 0.25 * shift <= 1)) else -0.25
     recoloured = dataclasses.replace(person, bottom_rgb=person.bottom_rgb + step * shift)
-    assert recoloured.bottom_rgb @ luma == pytest.approx(person.bottom_rgb @ luma)
+    assert recoloured.bottom_rgb @ LUMA == pytest.approx(person.bottom_rgb @ LUMA)
     twin = SyntheticPersonRenderer(IDS, CAMERAS, (64, 32), seed=5)
     twin.identities[2] = recoloured
     np.testing.assert_array_equal(twin(2, INFRARED, 1, 0, 3), renderer(2, INFRARED, 1, 0, 3))
@@ -50,9 +49,8 @@ def test_clothing_of_another_hue_but_equal_brightness_looks_the_same_in_infrared
 
 
 def test_patterns_keep_their_contrast_in_both_modalities(renderer):
-    luma = np.array([0.299, 0.587, 0.114])
     for person in renderer.identities:
-        assert abs(person.accent_rgb @ luma - person.top_rgb @ luma) >= ACCENT_CONTRAST
+        assert abs(person.accent_rgb @ LUMA - person.top_rgb @ LUMA) >= ACCENT_CONTRAST
     striped = next(pid for pid, person in enumerate(renderer.identities) if person.top_pattern in (1, 3))
     for modality in (VISIBLE, INFRARED):
         grey = renderer(striped, modality, 0, 0, 0).astype(float).mean(axis=2)

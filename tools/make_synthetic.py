@@ -57,7 +57,7 @@ def main() -> None:
     renderer = SyntheticPersonRenderer(args.train_ids + args.test_ids, args.cameras, tuple(args.size), args.seed)
     start = time.perf_counter()
     if args.layout == "vcm":
-        written = write_vcm(args.root / "HITSZ-VCM", size, renderer, progress=True)
+        written = write_vcm(folder, size, renderer, progress=True)
     else:
         written = write_bupt(args.root, size, renderer, progress=True)
     stamp.write_text(json.dumps(settings, indent=2) + "\n")

@@ -30,6 +30,7 @@ RENDERER_VERSION = 4    # recorded by tools/make_synthetic.py: a set from anothe
 VISIBLE, INFRARED = 0, 1
 ACCENT_CONTRAST = 0.3  # least brightness difference of a pattern's two colours
 DYE_WEIGHT = 0.25      # share of a clothing's infrared level set by its own dye, not its brightness
+LUMA = np.array([0.299, 0.587, 0.114])  # brightness of an RGB colour in 0..1 (ITU-R 601)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class SyntheticPersonRenderer:
         if modality == VISIBLE:
             image = camera.background.copy()
             for name, mask in parts.items():
-                image[mask] = self._visible_colour(person, name, mask)
+                image[mask] = self._colours(person, name, mask)[0]
             image = image * camera.brightness * camera.cast
         else:
             image = camera.ir_background.copy()
@@ -208,9 +209,6 @@ class SyntheticPersonRenderer:
             return person.accent_rgb * 0.5, person.dye[3]
         return person.bottom_rgb, person.dye[2]
 
-    def _visible_colour(self, person: Identity, part: str, mask: np.ndarray) -> np.ndarray:
-        return self._colours(person, part, mask)[0]
-
     def _infrared_level(self, person: Identity, part: str, mask: np.ndarray) -> np.ndarray | float:
         """Skin glows with the person's warmth; clothing reflects near-infrared mostly as its
         visible brightness would suggest, and partly by its own dye (which colour cannot tell)."""
@@ -247,8 +245,8 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], cells: int) 
 
 
 def _brightness(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) colours in 0..1 -> (...) brightness (ITU-R 601 luma)."""
-    return np.asarray(rgb) @ np.array([0.299, 0.587, 0.114])
+    """(..., 3) colours in 0..1 -> (...) brightness."""
+    return np.asarray(rgb) @ LUMA
 
 
 def _desaturate(rgb: np.ndarray, amount: float) -> np.ndarray:
