@@ -39,6 +39,12 @@ def _add_data_config(_C: CN) -> None:
     # How the T training frames are drawn: "restricted_random" (one random frame from each of T
     # equal chunks, official), "random_sorted" (T random frames in order) or "consecutive".
     _C.INPUT.TRAIN_FRAME_RULE = "restricted_random"
+    # How training batches draw their P identities x K tracklets per modality (fastreid_vld/data/samplers.py):
+    # "independent" (official HITSZ-VCM: identities drawn afresh for every batch, tracklets with
+    # replacement), "distinct_cameras" (official BUPTCampus: K pairs from K different cameras, each
+    # pair once per pass, identities seen by fewer cameras never drawn) or "balanced" (every
+    # identity once per pass, tracklets without replacement).
+    _C.DATALOADER.VVI_SAMPLER = "balanced"
     # VI-ReID channel augmentations (the pad/crop/flip use fast-reid's INPUT.PADDING.SIZE).
     _C.INPUT.VVI_AUG = CN()
     _C.INPUT.VVI_AUG.ERASE_PROB = 0.5            # channel random erasing probability (official 0.5)
@@ -50,9 +56,11 @@ def _add_data_config(_C: CN) -> None:
     _C.DATASETS.BUPT = CN()
     # BUPTCampus: add train_auxiliary.txt to the training set.
     _C.DATASETS.BUPT.AUXILIARY = False
-    # BUPTCampus: 64 reproduces the original test sampler, which drops the last len(rgb) % 64
-    # visible tracklets of query and gallery (all of them when that is 0); 0 evaluates everything.
-    _C.DATASETS.BUPT.DROP_RGB_REMAINDER = 0
+    # BUPTCampus: the batch size of the original test sampler, which drops the last len(rgb) % 64
+    # visible tracklets of query and gallery (all of them when that is 0). Both test subsets are
+    # evaluated: "official" (with that drop; published numbers, model selection) and "all" (every
+    # tracklet). 0: "all" only.
+    _C.DATASETS.BUPT.DROP_RGB_REMAINDER = 64
 
 
 def _add_model_config(_C: CN) -> None:
@@ -110,6 +118,8 @@ def _add_test_config(_C: CN) -> None:
     # data sets' original evaluation code) besides fast-reid's "cosine" and "euclidean".
     # CMC length: Rank-k reported up to this k (the originals: 20), cut at the gallery size.
     _C.TEST.MAX_RANK = 20
-    # Result copied to results["metric"], by which fast-reid keeps model_best.pth
-    # (VLD selects by infrared->visible Rank-1).
+    # Result copied to results["metric"], by which model_best.pth is kept (VLD selects by
+    # infrared->visible Rank-1; ties go to the later epoch, as the official code). On a data set
+    # with test subsets (BUPTCampus) a direction without a label reads the first subset
+    # ("official"); "all/IR->VIS/Rank-1" names another.
     _C.TEST.SELECT_BY = "IR->VIS/Rank-1"

@@ -16,7 +16,6 @@ from fastreid_vld import add_vld_config
 from fastreid_vld.data import build as data_build
 from fastreid_vld.data import tracklets
 from fastreid_vld.data.datasets import VCM, BUPTCampus, DatasetFormatError
-from fastreid_vld.data.samplers import CrossModalIdentitySampler
 from fastreid_vld.data.synthetic import SyntheticSize, write_bupt, write_vcm
 from fastreid_vld.data.transforms import TrainFrameAugmentation
 
@@ -111,6 +110,10 @@ def test_vcm_frames_and_labels(vcm_root):
     query, gallery = dataset.directions["IR->VIS"]
     assert {dataset.test[i].modality for i in query} == {tracklets.INFRARED}
     assert {dataset.test[i].modality for i in gallery} == {tracklets.VISIBLE}
+    loader = data_build.build_vvi_train_loader(config(vcm_root, "DATASETS.NAMES", ("VCM",), "DATASETS.VCM.MIN_FRAMES",
+                                                      1, "SOLVER.IMS_PER_BATCH", 8, "DATALOADER.NUM_INSTANCE", 2))
+    label_of = dict(zip((t.pid for t in loader.dataset.tracklets), loader.dataset.labels, strict=True))
+    assert label_of == {pid: label for label, pid in enumerate(sorted(label_of))}  # ascending pids, as the official
 
 
 def test_bupt_counts_string_order_and_auxiliary(bupt_root):
@@ -120,8 +123,9 @@ def test_bupt_counts_string_order_and_auxiliary(bupt_root):
     assert summary["train"]["visible"] == summary["train"]["infrared"] == {
         "tracklets": train_ir.size, "frames": int(train_ir.sum())}
     assert summary["train"]["ids"] == 11 and summary["auxiliary"]["ids"] == 2
-    assert summary["IR->VIS"]["query"]["tracklets"] == BUPT_SIZE.test_ids  # camera 0 of each test id
-    assert summary["IR->VIS"]["gallery"]["tracklets"] == BUPT_SIZE.test_ids * 2
+    assert summary["all/IR->VIS"]["query"]["tracklets"] == BUPT_SIZE.test_ids  # camera 0 of each test id
+    assert summary["all/IR->VIS"]["gallery"]["tracklets"] == BUPT_SIZE.test_ids * 2
+    assert list(summary["test_subsets"]) == ["all"]  # 3 visible query tracklets: the original drops them all
     assert "auxiliary" not in describe("BUPTCampus", bupt_root)
 
     loader = data_build.build_vvi_train_loader(config(bupt_root, "DATASETS.NAMES", ("BUPTCampus",),
@@ -132,45 +136,50 @@ def test_bupt_counts_string_order_and_auxiliary(bupt_root):
     assert label_of["10"] == 1 and label_of["2"] == 3
 
 
-def test_bupt_drop_reproduces_the_original_test_sampler(bupt_root):
-    full = BUPTCampus(root=str(bupt_root))
-    dropped = BUPTCampus(root=str(bupt_root), drop_rgb_remainder=2)
-    visible_query = sum(t.modality == tracklets.VISIBLE for t in full.test[:BUPT_SIZE.test_ids * 2])
-    assert visible_query == 3
-    removed = len(full.test) - len(dropped.test)
-    assert removed == sum(dropped.left_out.values()) == (3 % 2) + (6 % 2 or 6)
+def test_bupt_official_and_all_test_subsets(tmp_path, caplog):
+    """35 test identities, 3 cameras, 2 tracklets each: query.txt (camera 0) lists 70 visible
+    tracklets, gallery.txt 140; the original test sampler, in batches of 64, leaves out the last
+    70 % 64 = 6 and 140 % 64 = 12 of them (in file order), and nothing infrared."""
+    size = SyntheticSize(train_ids=2, test_ids=35, cameras=3, tracklets_per_camera=2, min_frames=1, max_frames=2)
+    write_bupt(tmp_path, size)
+    summary = describe("BUPTCampus", tmp_path)
+    assert list(summary["test_subsets"]) == ["official", "all"]
+    assert "(6 and 12 here)" in summary["test_subsets"]["official"]
+    counts = {name: (summary[name]["query"]["tracklets"], summary[name]["gallery"]["tracklets"])
+              for name in ("official/IR->VIS", "official/VIS->IR", "all/IR->VIS", "all/VIS->IR")}
+    assert counts == {"official/IR->VIS": (70, 128), "official/VIS->IR": (64, 140),
+                      "all/IR->VIS": (70, 140), "all/VIS->IR": (70, 140)}
+    assert summary["left_out"] == {}
+
+    dataset = BUPTCampus(root=str(tmp_path))
+    query_lines = (tmp_path / "BUPTCampus" / "query.txt").read_text().splitlines()
+    visible_rows = [i for i, line in enumerate(query_lines) if line.split()[1] == "RGB"]
+    official_query = set(dataset.directions["official/VIS->IR"][0].tolist())
+    assert official_query == set(visible_rows[:64])  # the first 64 in file order; the last 6 left out
+    assert set(dataset.directions["all/VIS->IR"][0].tolist()) == set(visible_rows)
+    assert np.array_equal(dataset.directions["official/VIS->IR"][1], dataset.directions["all/VIS->IR"][1])
+
+    everything = BUPTCampus(root=str(tmp_path), drop_rgb_remainder=0)
+    assert list(everything.directions) == ["all/IR->VIS", "all/VIS->IR"]
+    with caplog.at_level(logging.WARNING):
+        small = BUPTCampus(root=str(tmp_path), drop_rgb_remainder=70)  # 70 % 70 = 0: all of query.txt
+    assert list(small.test_subsets) == ["all"] and "drops all 70 visible tracklets of query.txt" in caplog.text
 
 
-# ------------------------------------------------------------------ sampler and loaders
-
-def test_sampler_invariants_unpaired_and_distributed(vcm_root):
-    dataset = VCM(root=str(vcm_root), min_frames=1)
-    labels = [t.pid for t in dataset.train]
-    sampler = CrossModalIdentitySampler(dataset.train, labels, num_ids=2, num_instances=3, seed=1)
-    batches = [b for b, _ in zip(sampler, range(30), strict=False)]
-    for batch in batches:
-        assert len(batch) == 2 * 2 * 3
-        visible, infrared = batch[:6], batch[6:]
-        assert all(dataset.train[i].modality == tracklets.VISIBLE for i, _ in visible)
-        assert all(dataset.train[i].modality == tracklets.INFRARED for i, _ in infrared)
-        ids = [labels[i] for i, _ in visible]
-        assert ids == [labels[i] for i, _ in infrared] and len(set(ids)) == 2
-    ranks = []
-    for rank in range(2):
-        sharded = CrossModalIdentitySampler(dataset.train, labels, num_ids=2, num_instances=3, seed=1)
-        sharded.rank, sharded.world_size = rank, 2
-        ranks.append([b for b, _ in zip(sharded, range(15), strict=False)])
-    assert ranks[0] == batches[0::2] and ranks[1] == batches[1::2]
+@pytest.mark.parametrize("name", ["VCM", "BUPTCampus"])
+def test_root_may_be_the_data_set_folder_or_its_parent(vcm_root, bupt_root, name):
+    parent = vcm_root if name == "VCM" else bupt_root
+    folder = parent / ("HITSZ-VCM" if name == "VCM" else "BUPTCampus")
+    from_parent, from_folder = describe(name, parent), describe(name, folder)  # tools/describe_dataset.py
+    assert from_folder == from_parent and from_folder["train"]["visible"]["tracklets"] > 0
+    dataset_class = VCM if name == "VCM" else BUPTCampus
+    assert dataset_class(root=str(folder)).root == dataset_class(root=str(parent)).root == folder
+    with pytest.raises(DatasetFormatError, match=f"{parent / 'nowhere' / folder.name}: expected the .* folder .*, as "
+                                                 f"DATASETS.ROOT itself or as {folder.name}/ under it"):
+        dataset_class(root=str(parent / "nowhere"))
 
 
-def test_sampler_pairs_share_frame_seeds(bupt_root):
-    dataset = BUPTCampus(root=str(bupt_root))
-    labels = [t.pid for t in dataset.train]
-    sampler = CrossModalIdentitySampler(dataset.train, labels, num_ids=3, num_instances=2, paired=True, seed=0)
-    batch = next(iter(sampler))
-    visible, infrared = batch[:6], batch[6:]
-    assert [(i + 1, s) for i, s in visible] == infrared
-
+# ------------------------------------------------------------------ loaders
 
 def test_train_and_test_loaders(vcm_root):
     cfg = config(vcm_root, "DATASETS.NAMES", ("VCM",), "DATASETS.VCM.MIN_FRAMES", 1, "SOLVER.IMS_PER_BATCH", 8,

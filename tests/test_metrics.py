@@ -11,6 +11,7 @@ import torch
 from fastreid.evaluation.rank import evaluate_rank
 
 from fastreid_vld.evaluation import metrics
+from fastreid_vld.evaluation.distances import DistanceSettings, direction_distances
 from fastreid_vld.evaluation.metrics import evaluate_vvi, true_match_ranks
 
 
@@ -216,3 +217,15 @@ def test_vcm_protocol_equals_fast_reid_market1501_metrics(use_cython):
     np.testing.assert_allclose(result["cmc"], cmc, rtol=0, atol=1e-6)
     assert result["mAP"] == pytest.approx(np.mean(all_ap), abs=1e-6)
     assert result["mINP"] == pytest.approx(np.mean(all_inp), abs=1e-6)
+
+
+def test_inner_product_distances_are_float64_as_the_originals():
+    """The originals multiply the model's float32 features in float64. Two gallery entries whose
+    products with the query differ by 1e-5 at 1000 (below float32's resolution there) keep their
+    order: the second, closer one ranks first instead of tying with the first."""
+    query = torch.tensor([[1.0, 1.0]])
+    gallery = torch.tensor([[1000.0, 0.0], [1000.0, 1e-5]])
+    distances = direction_distances(query, gallery, DistanceSettings(metric="inner_product"))
+    assert distances.dtype == np.float64 and distances[0, 1] < distances[0, 0]
+    scores = evaluate_vvi(distances, np.array([2]), np.array([1, 2]), None, None, protocol="bupt")
+    assert scores["cmc"][0] == 1.0

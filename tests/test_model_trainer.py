@@ -10,9 +10,11 @@ import pytest
 import torch
 from conftest import run_python
 from fastreid.engine.train_loop import HookBase
+from fastreid.utils.events import EventStorage
 from tiny_vld import tiny_cfg
 
 from fastreid_vld.data.synthetic import SyntheticSize, write_vcm
+from fastreid_vld.engine.hooks import BestCheckpointer
 from fastreid_vld.engine.trainer import VLDTrainer
 
 
@@ -36,6 +38,9 @@ def test_vld_trains_with_the_epoch_schedule_and_checkpoints(tmp_path):
     assert lrs == pytest.approx([0.1 * base_lr] * 2 + [cosine[0]] * 2 + [cosine[1]] * 2)  # 2 iterations an epoch
     assert (tmp_path / "out" / "model_final.pth").is_file()
     assert "IR->VIS/Rank-1" in results, results
+    assert sum(isinstance(hook, BestCheckpointer) for hook in trainer._hooks) == 1
+    best = torch.load(tmp_path / "out" / "model_best.pth", weights_only=True)
+    assert (best["epoch"], best["metric"]) == (2, results["metric"])
 
 
 class _RecordLR(HookBase):
@@ -68,3 +73,52 @@ def test_train_net_with_a_seed_repeats_its_losses_exactly(tmp_path):
     assert first[0], "metrics.json holds the training losses"
     assert losses_and_scores(7, "again") == first
     assert losses_and_scores(8, "other")[0] != first[0]
+
+
+class _RecordSaves:
+    """Stands in for fast-reid's Checkpointer: records what would be saved."""
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[str, int, float]] = []
+
+    def save(self, name: str, epoch: int, metric: float) -> None:
+        self.saved.append((name, epoch, metric))
+
+
+def run_checkpointer(metrics: dict[int, float], max_epoch: int, checkpoint_period: int,
+                     after_train_metric: float | None = None) -> list[tuple[str, int, float]]:
+    """BestCheckpointer in fast-reid's event storage through ``max_epoch`` epochs of 10 iterations,
+    with the model-selection metric put by an evaluation after the epochs in ``metrics`` (and
+    after training, as EvalHook does when MAX_EPOCH is not a multiple of TEST.EVAL_PERIOD)."""
+    hook = BestCheckpointer(_RecordSaves(), checkpoint_period)
+    hook.trainer = type("Trainer", (), {"max_epoch": max_epoch, "cfg": tiny_cfg(), "epoch": 0})()
+    with EventStorage(0) as storage:
+        hook.before_train()
+        for epoch in range(max_epoch):
+            storage.iter, hook.trainer.epoch = 10 * epoch + 9, epoch
+            if epoch in metrics:
+                storage.put_scalar("metric", metrics[epoch], smoothing_hint=False)
+            hook.after_epoch()
+        storage.iter = 10 * max_epoch
+        if after_train_metric is not None:
+            storage.put_scalar("metric", after_train_metric, smoothing_hint=False)
+        hook.after_train()
+    return hook.checkpointer.saved
+
+
+def test_model_best_is_kept_after_every_evaluation_and_ties_go_to_the_later_epoch():
+    """As the official code (``rank1 >= best``): evaluated after epochs 1, 3, 5 with 50, 60, 60,
+    model_best is the epoch-5 model (fast-reid's own hook keeps epoch 3's)."""
+    saved = run_checkpointer({1: 50.0, 3: 60.0, 5: 60.0}, max_epoch=6, checkpoint_period=2)
+    assert [s for s in saved if s[0] == "model_best"] == [("model_best", 1, 50.0), ("model_best", 3, 60.0),
+                                                          ("model_best", 5, 60.0)]
+    assert [s[0] for s in saved if s[0] != "model_best"] == ["model_0001", "model_0003", "model_final"]
+
+
+def test_model_best_reads_only_a_fresh_evaluation():
+    """Evaluations after epochs 2 and 5 (TEST.EVAL_PERIOD 3), checkpoints after 1, 3, 5: a
+    checkpoint epoch without an evaluation of its own does not take the last metric for its model;
+    a lower metric never replaces model_best; an evaluation after training is considered."""
+    saved = run_checkpointer({2: 40.0, 5: 30.0}, max_epoch=7, checkpoint_period=2, after_train_metric=45.0)
+    assert [s for s in saved if s[0] == "model_best"] == [("model_best", 2, 40.0), ("model_best", 6, 45.0)]
+    assert ("model_0003", 3, 40.0) in saved  # periodic checkpoints still record the latest metric

@@ -8,6 +8,7 @@ import torch
 from conftest import run_python
 from fastreid.config import get_cfg
 from fastreid.modeling import build_model
+from open_clip.transformer import QuickGELU
 from tiny_vld import WIDTH, B, T, random_batch, tiny_cfg, tiny_model
 
 from fastreid_vld import add_vld_config
@@ -99,6 +100,10 @@ def test_vcm_config_builds_vit_b16_with_the_paper_geometry():
     assert len(visual.transformer.resblocks) == 12 and visual.class_embedding.shape == (768,)
     assert visual.positional_embedding.shape == (1 + 18 * 9, 768) and visual.proj.shape == (768, 512)
     assert model.backbone.hub.shape == (6, 6, 768) and model.backbone.sth_start_layer == 9
+    hub = model.backbone.hub.detach()
+    assert abs(hub.mean()) < 0.02 and abs(hub.std() - 1) < 0.02  # N(0, 1), the official torch.randn
+    activations = [type(m) for m in model.modules() if isinstance(m, (QuickGELU, torch.nn.GELU))]
+    assert activations == [QuickGELU] * 24  # 12 image and 12 text blocks, as OpenAI CLIP
     assert model.heads.prompt_learner.context.shape == (500, 4, 512)
     assert sum(p.numel() for p in model.parameters()) == 128_739_840  # BENCHMARKS.md "Model"
     with torch.no_grad():

@@ -35,8 +35,8 @@ from fastreid_vld.evaluation.metrics import evaluate_vvi
 from fastreid_vld.evaluation.vvi_evaluator import VVIEvaluator
 
 SIZE = SyntheticSize(train_ids=1, test_ids=4, cameras=2, tracklets_per_camera=2, min_frames=3, max_frames=8, seed=1)
-EXPECTED_KEYS = [f"{d}/{m}" for d in ("IR->VIS", "VIS->IR")
-                 for m in ("Rank-1", "Rank-5", "Rank-10", "Rank-20", "mAP", "mINP")] + ["metric"]
+SCORES = ("Rank-1", "Rank-5", "Rank-10", "Rank-20", "mAP", "mINP")
+BUPT_DIRECTIONS = ["official/IR->VIS", "official/VIS->IR", "all/IR->VIS", "all/VIS->IR"]
 
 
 def noisy_person(person: int, modality: int, camera: int, tracklet: int, frame: int) -> np.ndarray:
@@ -119,27 +119,34 @@ def evaluate(cfg, name: str):
     return inference_on_dataset(PooledGreyLevels(), loader, evaluator)
 
 
-@pytest.mark.parametrize("name", ["VCM", "BUPTCampus"])
-def test_every_direction_equals_evaluate_vvi_on_independent_features(data_root, tmp_path, name, caplog):
-    cfg = config(data_root, tmp_path)
+@pytest.mark.parametrize("name, directions, selected", [
+    ("VCM", ["IR->VIS", "VIS->IR"], "IR->VIS/Rank-1"),
+    # batches of 3 for the original BUPTCampus test sampler: 8 visible query and gallery tracklets, 2 left out
+    ("BUPTCampus", BUPT_DIRECTIONS, "official/IR->VIS/Rank-1"),
+])
+def test_every_direction_equals_evaluate_vvi_on_independent_features(data_root, tmp_path, name, directions,
+                                                                      selected, caplog):
+    cfg = config(data_root, tmp_path, "DATASETS.BUPT.DROP_RGB_REMAINDER", 3)
     with caplog.at_level(logging.INFO, logger="fastreid_vld"):
         results = evaluate(cfg, name)
     features, dataset = independent_features(cfg, name)
     expected = expected_results(features, dataset, negative_inner_product)
 
-    assert list(results) == EXPECTED_KEYS
+    assert list(dataset.directions) == directions
+    assert list(results) == [f"{d}/{m}" for d in directions for m in SCORES] + ["metric"]
     for key, value in expected.items():
         assert results[key] == pytest.approx(value, abs=1e-9), key
-    assert results["metric"] == results["IR->VIS/Rank-1"]
-    assert 0 < results["IR->VIS/mAP"] < 100 and 0 < results["VIS->IR/mAP"] < 100  # a real, imperfect ranking
+    assert results["metric"] == results[selected]
+    assert all(0 < results[f"{d}/mAP"] < 100 for d in directions)  # a real, imperfect ranking
     assert all(isinstance(v, float) for v in flatten_results_dict(results).values())  # what EvalHook needs
 
     table = caplog.text
-    assert "| Direction" in table and "| IR->VIS" in table and "| VIS->IR" in table
-    assert f"{results['IR->VIS/Rank-1']:.2f}" in table
+    assert "| Direction" in table and all(f"| {d} " in table for d in directions)
+    assert f"{results[selected]:.2f}" in table and f"metric (model selection): {selected}" in table
 
     written = json.loads((tmp_path / "eval_results.json").read_text())[name]
     assert written["protocol"] == dataset.protocol and written["metric"] == results["metric"]
+    assert written["select_by"] == selected and written.get("test_subsets", {}) == dataset.test_subsets
     for direction, (q, g) in dataset.directions.items():
         entry = written["directions"][direction]
         assert (entry["queries"], entry["gallery"]) == (len(q), len(g))
@@ -176,10 +183,36 @@ def test_test_runs_every_vvi_data_set_and_files_each_in_eval_results(data_root, 
     with caplog.at_level(logging.INFO):
         results = VLDTrainer.test(cfg, PooledGreyLevels())  # what --eval-only runs
     assert set(results) == {"VCM", "BUPTCampus"}
-    for name in results:
-        assert results[name]["metric"] == results[name]["VIS->IR/mAP"]
+    assert results["VCM"]["metric"] == results["VCM"]["VIS->IR/mAP"]
+    # BUPTCampus, too small here for the original test sampler to leave any visible tracklet: "all" only
+    assert results["BUPTCampus"]["metric"] == results["BUPTCampus"]["all/VIS->IR/mAP"]
     assert "Evaluation results for BUPTCampus in csv format" in caplog.text
     assert set(json.loads((tmp_path / "eval_results.json").read_text())) == {"VCM", "BUPTCampus"}
+
+
+def test_bupt_reports_both_test_subsets_and_selects_on_the_official_one(tmp_path, caplog):
+    """35 test identities: 70 visible query and 140 visible gallery tracklets, of which the original
+    test sampler (batches of 64) leaves out 6 and 12. Both subsets are scored, labelled, and
+    model selection reads the official one unless TEST.SELECT_BY names another."""
+    write_bupt(tmp_path / "data", SyntheticSize(train_ids=1, test_ids=35, cameras=3, tracklets_per_camera=2,
+                                                min_frames=3, max_frames=5, seed=2), render=noisy_person)
+    cfg = config(tmp_path / "data", tmp_path / "out")
+    with caplog.at_level(logging.INFO, logger="fastreid_vld"):
+        results = evaluate(cfg, "BUPTCampus")
+    features, dataset = independent_features(cfg, "BUPTCampus")
+    expected = expected_results(features, dataset, negative_inner_product)
+    assert list(dataset.directions) == BUPT_DIRECTIONS
+    for key, value in expected.items():
+        assert results[key] == pytest.approx(value, abs=1e-9), key
+    assert results["metric"] == results["official/IR->VIS/Rank-1"]
+    assert results["official/IR->VIS/mAP"] != results["all/IR->VIS/mAP"]  # 12 fewer visible gallery tracklets
+    assert "official: as the original test sampler (batches of 64)" in caplog.text and "(6 and 12 here)" in caplog.text
+    written = json.loads((tmp_path / "out" / "eval_results.json").read_text())["BUPTCampus"]
+    assert list(written["test_subsets"]) == ["official", "all"] and written["select_by"] == "official/IR->VIS/Rank-1"
+    assert [written["directions"][d]["gallery"] for d in BUPT_DIRECTIONS] == [128, 140, 140, 140]
+    assert [written["directions"][d]["queries"] for d in BUPT_DIRECTIONS] == [70, 64, 70, 70]
+    chosen = evaluate(config(tmp_path / "data", tmp_path / "out", "TEST.SELECT_BY", "all/IR->VIS/Rank-1"), "BUPTCampus")
+    assert chosen["metric"] == results["all/IR->VIS/Rank-1"]
 
 
 def distributed_evaluation(root: str, output_dir: str) -> None:

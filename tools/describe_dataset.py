@@ -3,8 +3,8 @@
 
     python tools/describe_dataset.py --dataset VCM|BUPTCampus --root ROOT [--json] [KEY VALUE ...]
 
-ROOT is what DATASETS.ROOT would be (the folder holding HITSZ-VCM/ or BUPTCampus/; for
-HITSZ-VCM also the data-set folder itself). Trailing KEY VALUE pairs set config keys such as
+ROOT is what DATASETS.ROOT would be: the folder holding HITSZ-VCM/ or BUPTCampus/, or the
+data-set folder itself. Trailing KEY VALUE pairs set config keys such as
 DATASETS.VCM.MIN_FRAMES or DATASETS.BUPT.AUXILIARY. Exits non-zero, naming the file and line,
 on bad input.
 """

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from .datasets import VideoCrossModalDataset
-from .samplers import CrossModalIdentitySampler
+from .samplers import build_cross_modal_sampler
 from .tracklets import Tracklet, test_frame_indices, train_frame_indices
 from .transforms import TrainFrameAugmentation
 
@@ -79,7 +79,7 @@ def _item(tracklet: Tracklet, target: int, indices: list[int], frames: torch.Ten
 
 
 class VideoTrainSet(Dataset):
-    """Indexed by ``(tracklet index, frame seed)`` pairs from :class:`CrossModalIdentitySampler`."""
+    """Indexed by ``(tracklet index, frame seed)`` pairs from a cross-modal sampler (samplers.py)."""
 
     def __init__(self, tracklets: list[Tracklet], labels: list[int], seq_len: int, frame_rule: str,
                  size: tuple[int, int], augmentation: TrainFrameAugmentation) -> None:
@@ -180,7 +180,8 @@ def build_vvi_train_loader(cfg: CfgNode) -> CheckedLoader:
     if cfg.SOLVER.IMS_PER_BATCH % world_size or per_rank % (2 * k):
         raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must be world size ({world_size}) x "
                          f"2 modalities x DATALOADER.NUM_INSTANCE ({k}) x identities per batch")
-    sampler = CrossModalIdentitySampler(tracklets, labels, per_rank // (2 * k), k, paired=paired[0])
+    sampler = build_cross_modal_sampler(cfg.DATALOADER.VVI_SAMPLER, tracklets, labels, per_rank // (2 * k), k,
+                                        paired=paired[0])
     augmentation = TrainFrameAugmentation(
         tuple(cfg.INPUT.SIZE_TRAIN), cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD,
         padding=cfg.INPUT.PADDING.SIZE, erase_prob=cfg.INPUT.VVI_AUG.ERASE_PROB,

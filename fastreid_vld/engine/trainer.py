@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 from fastreid.config import CfgNode
 from fastreid.data.build import _test_loader_from_config, build_reid_test_loader
-from fastreid.engine import DefaultTrainer
+from fastreid.engine import DefaultTrainer, hooks
 
 from ..data import build_vvi_test_loader, build_vvi_train_loader, is_vvi_dataset
 from ..evaluation.vvi_evaluator import VVIEvaluator
 from ..solver import VLD_SCHEDULER, build_vld_lr_scheduler, build_vld_optimizer
+from .hooks import BestCheckpointer
 
 
 class VLDTrainer(DefaultTrainer):
@@ -22,7 +23,9 @@ class VLDTrainer(DefaultTrainer):
     - ``SOLVER.AMP.DTYPE`` chooses the autocast dtype of mixed-precision steps;
     - video visible-infrared data sets (``fastreid_vld.data``) get cross-modal tracklet
       loaders; fast-reid's image data sets keep fast-reid's loaders;
-    - test loaders use ``DATALOADER.NUM_WORKERS`` (fast-reid's always start 4 workers).
+    - test loaders use ``DATALOADER.NUM_WORKERS`` (fast-reid's always start 4 workers);
+    - ``model_best.pth`` is kept as the official VLD code keeps its best model: after every
+      evaluation, ties going to the later epoch (:class:`BestCheckpointer`).
     """
 
     def __init__(self, cfg: CfgNode) -> None:
@@ -40,6 +43,10 @@ class VLDTrainer(DefaultTrainer):
         # DefaultTrainer.__init__ assigns len(train set) // batch, then builds the scheduler,
         # max_iter and the hooks from this attribute.
         self._iters_per_epoch = self._fixed_iters_per_epoch or from_train_set_length
+
+    def build_hooks(self) -> list[hooks.HookBase]:
+        return [BestCheckpointer(self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD)
+                if type(hook) is hooks.PeriodicCheckpointer else hook for hook in super().build_hooks()]
 
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module):

@@ -2,8 +2,9 @@
 re-ranking, exactly as fast-reid's ReidEvaluator computes them, plus the inner-product
 distance of the data sets' original evaluation code.
 
-- ``TEST.METRIC``: ``"inner_product"`` (distance = -q.g, HITSZ-VCM's and BUPTCampus' original
-  code), or fast-reid's ``"cosine"`` / ``"euclidean"`` (``fastreid.utils.compute_dist.build_dist``).
+- ``TEST.METRIC``: ``"inner_product"`` (distance = -q.g in float64, as HITSZ-VCM's and
+  BUPTCampus' original code computes it from the model's features), or fast-reid's ``"cosine"``
+  / ``"euclidean"`` (``fastreid.utils.compute_dist.build_dist``, float32).
 - ``TEST.AQE.*``: fast-reid's ``aqe`` on the query and gallery features first.
 - ``TEST.RERANK.*``: fast-reid's Jaccard distance of k-reciprocal neighbours (faiss neighbour
   search; on CPU through fastreid_vld.compat) over query and gallery together, mixed as
@@ -67,7 +68,8 @@ class DistanceSettings:
 @torch.no_grad()
 def direction_distances(query: torch.Tensor, gallery: torch.Tensor,
                         settings: DistanceSettings) -> np.ndarray:
-    """[Q, D] query and [G, D] gallery features -> [Q, G] float32 distances (smaller: closer)."""
+    """[Q, D] query and [G, D] gallery features -> [Q, G] distances (smaller: closer); float64 for
+    the inner product (near-ties rank as in the originals), float32 for fast-reid's metrics."""
     query, gallery = query.float(), gallery.float()
     if settings.aqe:
         query, gallery = aqe(query, gallery, settings.aqe_times, settings.aqe_k, settings.aqe_alpha)
@@ -77,10 +79,10 @@ def direction_distances(query: torch.Tensor, gallery: torch.Tensor,
             query, gallery = F.normalize(query, dim=1), F.normalize(gallery, dim=1)
         jaccard = build_dist(query, gallery, metric="jaccard", k1=settings.k1, k2=settings.k2)
         distances = jaccard * (1 - settings.lambda_value) + distances * settings.lambda_value
-    return distances.astype(np.float32, copy=False)
+    return distances
 
 
 def _metric_distances(query: torch.Tensor, gallery: torch.Tensor, metric: str) -> np.ndarray:
     if metric == "inner_product":
-        return torch.mm(query, gallery.t()).neg_().numpy()
-    return build_dist(query, gallery, metric)
+        return torch.mm(query.double(), gallery.double().t()).neg_().numpy()
+    return build_dist(query, gallery, metric).astype(np.float32, copy=False)

@@ -10,11 +10,12 @@ Results, in percent:
 
 - the log: one table, a row per direction (Rank-1/5/10/20, mAP, mINP, queries counted);
 - the returned OrderedDict, flat, so fast-reid's EvalHook, tensorboard, JSONWriter and
-  ``--eval-only`` take it as is: ``"IR->VIS/Rank-1"``, ..., ``"VIS->IR/mINP"``, and ``"metric"``,
-  the model-selection value named by TEST.SELECT_BY (VLD: IR->VIS Rank-1), which fast-reid's
-  PeriodicCheckpointer keeps ``model_best.pth`` by;
-- ``OUTPUT_DIR/eval_results.json``: ``{dataset name: {...}}`` with the full CMC per direction
-  and the settings used (fast-reid's JSONWriter already owns ``metrics.json``).
+  ``--eval-only`` take it as is: ``"IR->VIS/Rank-1"``, ..., ``"VIS->IR/mINP"`` (on a data set
+  with test subsets, BUPTCampus: ``"official/IR->VIS/Rank-1"``, ..., ``"all/VIS->IR/mINP"``), and
+  ``"metric"``, the model-selection value named by TEST.SELECT_BY (VLD: IR->VIS Rank-1, of the
+  first test subset where there are several), which ``model_best.pth`` is kept by;
+- ``OUTPUT_DIR/eval_results.json``: ``{dataset name: {...}}`` with the full CMC per direction,
+  the test subsets and the settings used (fast-reid's JSONWriter already owns ``metrics.json``).
 """
 
 from __future__ import annotations
@@ -164,14 +165,26 @@ class VVIEvaluator(DatasetEvaluator):
                     results[f"{name}/Rank-{k}"] = 100 * score.rank(k)
             results[f"{name}/mAP"] = 100 * score.mAP
             results[f"{name}/mINP"] = 100 * score.mINP
-        if self._select_by not in results:
-            raise ValueError(f"TEST.SELECT_BY {self._select_by!r} is not a result of {self._dataset_name}; "
-                             f"expected one of {list(results)}")
-        results["metric"] = results[self._select_by]
-        logger.info("Evaluation of %s (%s; %s protocol):\n%s", self._dataset_name, self._settings.describe(),
-                    self._dataset.protocol, self._table(scores))
-        self._write_json(scores, results["metric"])
+        select_by = self._selection_key(results)
+        results["metric"] = results[select_by]
+        subsets = "".join(f"\n{label}: {meaning}" for label, meaning in self._dataset.test_subsets.items())
+        logger.info("Evaluation of %s (%s; %s protocol):\n%s%s\nmetric (model selection): %s = %.2f",
+                    self._dataset_name, self._settings.describe(), self._dataset.protocol, self._table(scores),
+                    subsets, select_by, results["metric"])
+        self._write_json(scores, select_by, results["metric"])
         return copy.deepcopy(results)
+
+    def _selection_key(self, results: OrderedDict) -> str:
+        """The result TEST.SELECT_BY names; on a data set with test subsets, a name without a
+        subset label reads the first subset (BUPTCampus: official)."""
+        if self._select_by in results:
+            return self._select_by
+        if self._dataset.test_subsets:
+            labelled = f"{next(iter(self._dataset.test_subsets))}/{self._select_by}"
+            if labelled in results:
+                return labelled
+        raise ValueError(f"TEST.SELECT_BY {self._select_by!r} is not a result of {self._dataset_name}; "
+                         f"expected one of {list(results)}")
 
     def _check_test_order(self, camids: np.ndarray, modalities: np.ndarray, first_frames: list[str] | None) -> None:
         """The features must be the data set's test tracklets, in order: the splits index them."""
@@ -194,7 +207,7 @@ class VVIEvaluator(DatasetEvaluator):
         headers = ["Direction", *(f"Rank-{k}" for k in ranks), "mAP", "mINP", "Queries counted", "Gallery"]
         return tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=".2f", numalign="left")
 
-    def _write_json(self, scores: dict[str, DirectionResult], metric: float) -> None:
+    def _write_json(self, scores: dict[str, DirectionResult], select_by: str, metric: float) -> None:
         if not self._output_dir:
             return
         path = os.path.join(self._output_dir, RESULTS_FILE)
@@ -205,8 +218,9 @@ class VVIEvaluator(DatasetEvaluator):
         everything[self._dataset_name] = {
             "protocol": self._dataset.protocol,
             "settings": self._settings.describe(),
-            "select_by": self._select_by,
+            "select_by": select_by,
             "metric": metric,
+            **({"test_subsets": dict(self._dataset.test_subsets)} if self._dataset.test_subsets else {}),
             "directions": {name: {"queries": s.num_query, "queries_counted": s.num_counted,
                                   "gallery": s.num_gallery,
                                   **{f"Rank-{k}": 100 * s.rank(k) for k in REPORTED_RANKS if k <= self._max_rank},

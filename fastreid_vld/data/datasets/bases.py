@@ -41,12 +41,20 @@ class VideoCrossModalDataset:
     - ``left_out``: a Counter of tracklets not used, by reason.
 
     Class attributes: ``protocol`` ("vcm" removes same-identity same-camera gallery entries at
-    evaluation, "bupt" does not) and ``test_frame_rule`` (see ``tracklets.test_frame_indices``).
+    evaluation, "bupt" does not), ``test_frame_rule`` (see ``tracklets.test_frame_indices``),
+    ``dataset_dir`` and ``root_marker`` (see :meth:`_folder`).
+
+    ``test_subsets``: where a data set is evaluated on more than one subset of its test tracklets
+    (BUPTCampus: ``official``, ``all``), label -> what the subset is; direction names are then
+    ``"<label>/IR->VIS"``, and the first label is the one published numbers and model selection
+    use. Empty (HITSZ-VCM): one set, directions named ``"IR->VIS"``.
     """
 
     protocol: str
     test_frame_rule: str
-    dataset_dir: str  # sub-folder of DATASETS.ROOT
+    dataset_dir: str   # the data set's folder, as a sub-folder of DATASETS.ROOT
+    root_marker: str   # a file or folder that only the data set's folder itself holds
+    test_subsets: dict[str, str] = {}
 
     def _finish(self, train: list[Tracklet], test: list[Tracklet],
                 directions: dict[str, tuple[np.ndarray, np.ndarray]], left_out: Counter,
@@ -56,6 +64,14 @@ class VideoCrossModalDataset:
         self.left_out = left_out
         self._check_frames_exist(train + test + (auxiliary or []))
         self._warn_single_modality_identities()
+
+    @classmethod
+    def _folder(cls, root: str, what: str) -> Path:
+        """The data set's folder: DATASETS.ROOT itself where it holds ``root_marker``, else
+        ``DATASETS.ROOT/dataset_dir``; ``what`` describes it for the error when it is missing."""
+        root_path = Path(root)
+        folder = root_path if (root_path / cls.root_marker).exists() else root_path / cls.dataset_dir
+        return cls._require(folder, f"{what}, as DATASETS.ROOT itself or as {cls.dataset_dir}/ under it")
 
     @staticmethod
     def _require(path: Path, what: str) -> Path:
@@ -105,6 +121,8 @@ class VideoCrossModalDataset:
             summary[name] = {"query": split([self.test[i] for i in query_idx]),
                              "gallery": split([self.test[i] for i in gallery_idx])}
         summary["left_out"] = dict(self.left_out)
+        if self.test_subsets:
+            summary["test_subsets"] = dict(self.test_subsets)
         return summary
 
     def summary_table(self) -> str:
@@ -127,4 +145,5 @@ class VideoCrossModalDataset:
         table = tabulate(rows, headers=["subset", "modality", "# ids", "# tracklets", "# frames", "# cameras"],
                          tablefmt="pipe")
         left_out = ", ".join(f"{reason}: {count}" for reason, count in self.left_out.items()) or "none"
-        return f"=> Loaded {type(self).__name__}:\n{table}\nleft out: {left_out}"
+        subsets = "".join(f"\ntest subset {label}: {meaning}" for label, meaning in self.test_subsets.items())
+        return f"=> Loaded {type(self).__name__}:\n{table}\nleft out: {left_out}{subsets}"

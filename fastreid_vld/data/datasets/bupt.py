@@ -1,16 +1,23 @@
 """BUPTCampus (Du et al., NeurIPS 2023) in its official on-disk layout.
 
-ROOT (``DATASETS.ROOT/BUPTCampus``) holds ``DATA/`` (the frames), ``data_paths.json``
+ROOT (``DATASETS.ROOT/BUPTCampus``, or ``DATASETS.ROOT`` itself when it holds
+``data_paths.json``) holds ``DATA/`` (the frames), ``data_paths.json``
 (``[pid][RGB|IR][camera][tracklet_id]`` -> frame paths relative to ``DATA/``), and
 ``train.txt``, ``train_auxiliary.txt``, ``query.txt``, ``gallery.txt`` with one
 ``pid modality camera tracklet_id`` a line. Train and auxiliary rows are ``RGB/IR``
 pixel-aligned pairs (both modalities use the frame indices drawn from the IR length);
 query/gallery rows are ``RGB`` or ``IR``.
+
+Two test subsets are evaluated: ``official``, as the data set's original test sampler (which
+VLD's published numbers went through) feeds the model: batches of 64 of one modality, visible
+first, the last ``len(visible) % 64`` visible tracklets of query.txt and of gallery.txt dropped
+(all of them when that is 0); and ``all``, every tracklet.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +26,8 @@ from fastreid.data.datasets import DATASET_REGISTRY
 
 from ..tracklets import INFRARED, VISIBLE, Tracklet
 from .bases import DatasetFormatError, VideoCrossModalDataset
+
+logger = logging.getLogger(__name__)
 
 CAMERAS = ("LS3", "G25", "CQ1", "W4", "TSG1", "TSG2")
 MODALITIES = {"RGB": VISIBLE, "IR": INFRARED}
@@ -29,13 +38,13 @@ class BUPTCampus(VideoCrossModalDataset):
     protocol = "bupt"
     test_frame_rule = "linspace"
     dataset_dir = "BUPTCampus"
+    root_marker = "data_paths.json"
     #: train tracklets come in (visible, infrared) pairs at positions (2i, 2i + 1)
     paired_train = True
 
     def __init__(self, root: str = "datasets", use_auxiliary: bool = False,
-                 drop_rgb_remainder: int = 0, **kwargs) -> None:
-        self.root = self._require(Path(root) / self.dataset_dir, "the BUPTCampus folder (DATA/, "
-                                  "data_paths.json, train.txt, ...) under DATASETS.ROOT")
+                 drop_rgb_remainder: int = 64, **kwargs) -> None:
+        self.root = self._folder(root, "the BUPTCampus folder (DATA/, data_paths.json, train.txt, ...)")
         paths_file = self._require(self.root / "data_paths.json", "BUPTCampus' data_paths.json")
         try:
             self.data_paths = json.loads(paths_file.read_text())
@@ -47,18 +56,22 @@ class BUPTCampus(VideoCrossModalDataset):
         auxiliary = self._pairs(self.root / "train_auxiliary.txt") if use_auxiliary else None
         query = self._singles(self.root / "query.txt")
         gallery = self._singles(self.root / "gallery.txt")
-        left_out: Counter = Counter()
-        if drop_rgb_remainder:
-            query, gallery = (self._drop_remainder(rows, drop_rgb_remainder, name, left_out)
-                              for rows, name in ((query, "query"), (gallery, "gallery")))
         test = query + gallery
         modality = np.asarray([t.modality for t in test])
         in_query = np.arange(len(test)) < len(query)
-        directions = {"IR->VIS": (np.flatnonzero(in_query & (modality == INFRARED)),
-                                  np.flatnonzero(~in_query & (modality == VISIBLE))),
-                      "VIS->IR": (np.flatnonzero(in_query & (modality == VISIBLE)),
-                                  np.flatnonzero(~in_query & (modality == INFRARED)))}
-        self._finish(train, test, directions, left_out, auxiliary)
+        subsets = {"all": np.ones(len(test), dtype=bool)}
+        self.test_subsets = {"all": "every tracklet of query.txt and gallery.txt"}
+        official = self._official_subset(query, gallery, drop_rgb_remainder) if drop_rgb_remainder else None
+        if official is not None:
+            subsets = {"official": official[0], **subsets}
+            self.test_subsets = {"official": official[1], **self.test_subsets}
+        directions = {}
+        for label, chosen in subsets.items():
+            directions[f"{label}/IR->VIS"] = (np.flatnonzero(chosen & in_query & (modality == INFRARED)),
+                                              np.flatnonzero(chosen & ~in_query & (modality == VISIBLE)))
+            directions[f"{label}/VIS->IR"] = (np.flatnonzero(chosen & in_query & (modality == VISIBLE)),
+                                              np.flatnonzero(chosen & ~in_query & (modality == INFRARED)))
+        self._finish(train, test, directions, Counter(), auxiliary)
 
     def _rows(self, path: Path, modalities: tuple[str, ...]):
         self._require(path, "a BUPTCampus index file")
@@ -104,11 +117,23 @@ class BUPTCampus(VideoCrossModalDataset):
                 for number, (pid, modality, camera, tracklet_id) in self._rows(path, ("RGB", "IR"))]
 
     @staticmethod
-    def _drop_remainder(rows: list[Tracklet], batch: int, name: str, left_out: Counter) -> list[Tracklet]:
-        """The original test sampler drops the last ``len(rgb) % batch`` visible tracklets (all of
-        them when the remainder is 0); reproduced for comparisons with published numbers."""
-        visible = [i for i, t in enumerate(rows) if t.modality == VISIBLE]
-        drop = len(visible) % batch or len(visible)
-        dropped = set(visible[len(visible) - drop:])
-        left_out[f"{name} visible tracklets dropped as the original test sampler does"] += len(dropped)
-        return [t for i, t in enumerate(rows) if i not in dropped]
+    def _official_subset(query: list[Tracklet], gallery: list[Tracklet], batch: int) -> tuple[np.ndarray, str] | None:
+        """([len(query) + len(gallery)] bool, description): the test tracklets the original test
+        sampler feeds the model. Of query.txt and of gallery.txt it drops the last
+        ``len(visible) % batch`` visible tracklets (all of them when the remainder is 0); None, with
+        a warning, where that leaves no visible tracklet on one side (a set too small to rank)."""
+        kept, dropped = [], []
+        for name, rows in (("query.txt", query), ("gallery.txt", gallery)):
+            visible = np.flatnonzero([t.modality == VISIBLE for t in rows])
+            drop = len(visible) % batch or len(visible)
+            kept.append(np.ones(len(rows), dtype=bool))
+            kept[-1][visible[len(visible) - drop:]] = False
+            dropped.append(drop)
+            if drop == len(visible):
+                logger.warning("BUPTCampus: the original test sampler (batches of %d) drops all %d visible tracklets "
+                               "of %s here (fewer than %d, or a multiple): the official test subset would have no "
+                               "visible side and is not evaluated, only 'all'", batch, len(visible), name, batch)
+                return None
+        return np.concatenate(kept), (f"as the original test sampler (batches of {batch}): the last len(visible) % "
+                                      f"{batch} visible tracklets of query.txt and of gallery.txt ({dropped[0]} and "
+                                      f"{dropped[1]} here) are left out; VLD's published numbers were measured so")

@@ -29,11 +29,10 @@ class VCM(VideoCrossModalDataset):
     protocol = "vcm"
     test_frame_rule = "chunk_first"
     dataset_dir = "HITSZ-VCM"
+    root_marker = "info"
 
     def __init__(self, root: str = "datasets", min_frames: int = 12, **kwargs) -> None:
-        root_path = Path(root)
-        self.root = root_path if (root_path / "info").is_dir() else root_path / self.dataset_dir
-        self._require(self.root, "the HITSZ-VCM folder (with info/, Train/, Test/) under DATASETS.ROOT")
+        self.root = self._folder(root, "the HITSZ-VCM folder (info/, Train/, Test/)")
         info = self._require(self.root / "info", "the HITSZ-VCM index folder info/")
         self.min_frames = min_frames
         left_out: Counter = Counter()
