@@ -65,6 +65,8 @@ def test_train_net_with_a_seed_repeats_its_losses_exactly(tmp_path):
                             "1", "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "3", "SEED", str(seed),
                             "OUTPUT_DIR", str(out))
         assert result.returncode == 0, result.stderr[-3000:]
+        log = (out / "log.txt").read_text()  # the plugin's tables are in the run's log
+        assert "=> Loaded VCM" in log and "| IR->VIS " in log and "metric (model selection): IR->VIS/Rank-1" in log
         records = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
         scores = json.loads((out / "eval_results.json").read_text())["VCM"]["directions"]
         return [record["total_loss"] for record in records if "total_loss" in record], scores

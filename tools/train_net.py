@@ -20,6 +20,7 @@ from fastreid.engine import default_argument_parser, default_setup, launch  # no
 from fastreid.utils import comm  # noqa: E402
 from fastreid.utils.checkpoint import Checkpointer  # noqa: E402
 from fastreid.utils.env import seed_all_rng  # noqa: E402
+from fastreid.utils.logger import setup_logger  # noqa: E402
 
 from fastreid_vld import VLDTrainer, add_vld_config  # noqa: E402
 from fastreid_vld.data.build import FrameReadError  # noqa: E402
@@ -40,6 +41,8 @@ def setup(args):
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     default_setup(cfg, args)
+    # the plugin's own messages (data-set tables, evaluation tables) in the console and log.txt too
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fastreid_vld")
     if cfg.SEED >= 0:  # after default_setup, which draws a random seed
         seed_all_rng(cfg.SEED + comm.get_rank())
     return cfg
