@@ -74,7 +74,8 @@ class CrossModalSampler(Sampler):
                              f"the training set has {len(self.identities)}")
 
     def _eligible(self, identities: list[int]) -> list[int]:
-        """The identities batches may draw, of those with tracklets in both modalities."""
+        """The identities batches may draw, of those with tracklets in both modalities (a subclass
+        also indexes here what its draws need)."""
         return identities
 
     def __iter__(self) -> Iterator[list[Item]]:

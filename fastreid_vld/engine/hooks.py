@@ -11,8 +11,8 @@ class BestCheckpointer(hooks.PeriodicCheckpointer):
     """fast-reid's PeriodicCheckpointer hook (``model_XXXX.pth`` every SOLVER.CHECKPOINT_PERIOD
     epochs, ``model_final.pth``), except for ``model_best.pth``: fast-reid considers it only at
     checkpoint epochs and keeps the earlier of two equal metrics; here, as the official VLD code
-    (``main.py``: ``is_best = rank1 >= best``), every evaluation is considered and a later epoch
-    with an equal metric (TEST.SELECT_BY) replaces the earlier one."""
+    (``main.py:64-74``: best when Rank-1 >= the best so far), every evaluation is considered and a
+    later epoch with an equal metric (TEST.SELECT_BY) replaces the earlier one."""
 
     def after_epoch(self) -> None:
         self._keep_if_best()
