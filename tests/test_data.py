@@ -105,6 +105,7 @@ def test_vcm_frames_and_labels(vcm_root):
     first = dataset.train[0]
     assert first.pid == 1 and first.modality == tracklets.VISIBLE and first.camid == 1
     assert first.frames[0].endswith("Train/0001/rgb/D1/1.jpg")
+    assert dataset.labelled("IR->VIS/Rank-1") == "IR->VIS/Rank-1"  # one test set: names stay as they are
     second = dataset.train[1]  # the next tracklet of the same folder continues its frame numbers
     assert second.frames[0].endswith(f"Train/0001/rgb/D1/{len(first.frames) + 1}.jpg")
     query, gallery = dataset.directions["IR->VIS"]
@@ -159,8 +160,13 @@ def test_bupt_official_and_all_test_subsets(tmp_path, caplog):
     assert set(dataset.directions["all/VIS->IR"][0].tolist()) == set(visible_rows)
     assert np.array_equal(dataset.directions["official/VIS->IR"][1], dataset.directions["all/VIS->IR"][1])
 
+    assert dataset.labelled("IR->VIS") == "official/IR->VIS"  # unlabelled names read the first subset
+    assert dataset.labelled("VIS->IR/mAP") == "official/VIS->IR/mAP"
+    assert dataset.labelled("all/IR->VIS/Rank-1") == "all/IR->VIS/Rank-1"
+
     everything = BUPTCampus(root=str(tmp_path), drop_rgb_remainder=0)
     assert list(everything.directions) == ["all/IR->VIS", "all/VIS->IR"]
+    assert everything.labelled("IR->VIS/Rank-1") == "all/IR->VIS/Rank-1"
     with caplog.at_level(logging.WARNING):
         small = BUPTCampus(root=str(tmp_path), drop_rgb_remainder=70)  # 70 % 70 = 0: all of query.txt
     assert list(small.test_subsets) == ["all"] and "drops all 70 visible tracklets of query.txt" in caplog.text

@@ -7,7 +7,8 @@ top-k gallery tracklets, framed green where the identity is right and red where 
 
 Ranking is the evaluation's: the distances of fastreid_vld.evaluation.distances (TEST.METRIC,
 TEST.AQE.*, TEST.RERANK.* honoured), ties to the lower gallery index, and for HITSZ-VCM the
-same-identity same-camera gallery entries removed.
+same-identity same-camera gallery entries removed. On BUPTCampus ``--direction IR->VIS`` is the
+official test subset's; ``all/IR->VIS`` names the other.
 """
 
 import argparse
@@ -89,9 +90,10 @@ def main() -> None:
     Checkpointer(model).load(cfg.MODEL.WEIGHTS)
     model.eval()
     features, dataset = test_features(cfg, model, dataset_name)
-    if args.direction not in dataset.directions:
+    direction = dataset.labelled(args.direction)  # BUPTCampus: IR->VIS of the official test subset
+    if direction not in dataset.directions:
         raise SystemExit(f"{dataset_name} has no direction {args.direction!r}: {list(dataset.directions)}")
-    query_idx, gallery_idx = dataset.directions[args.direction]
+    query_idx, gallery_idx = dataset.directions[direction]
     distances = direction_distances(features[query_idx], features[gallery_idx], DistanceSettings.from_config(cfg))
     pids = np.asarray([int(t.pid) for t in dataset.test])
     camids = np.asarray([t.camid for t in dataset.test])
@@ -103,7 +105,7 @@ def main() -> None:
         rows.append((middle(dataset.test[query_idx[q]]),
                      [(middle(dataset.test[gallery_idx[g]]), bool(pids[gallery_idx[g]] == pids[query_idx[q]]))
                       for g in order]))
-    print(f"{args.direction} rank lists of {len(rows)} queries: {draw_rank_lists(rows, args.out)}")
+    print(f"{direction} rank lists of {len(rows)} queries: {draw_rank_lists(rows, args.out)}")
 
 
 if __name__ == "__main__":

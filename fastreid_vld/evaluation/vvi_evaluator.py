@@ -177,14 +177,11 @@ class VVIEvaluator(DatasetEvaluator):
     def _selection_key(self, results: OrderedDict) -> str:
         """The result TEST.SELECT_BY names; on a data set with test subsets, a name without a
         subset label reads the first subset (BUPTCampus: official)."""
-        if self._select_by in results:
-            return self._select_by
-        if self._dataset.test_subsets:
-            labelled = f"{next(iter(self._dataset.test_subsets))}/{self._select_by}"
-            if labelled in results:
-                return labelled
-        raise ValueError(f"TEST.SELECT_BY {self._select_by!r} is not a result of {self._dataset_name}; "
-                         f"expected one of {list(results)}")
+        key = self._dataset.labelled(self._select_by)
+        if key not in results:
+            raise ValueError(f"TEST.SELECT_BY {self._select_by!r} is not a result of {self._dataset_name}; "
+                             f"expected one of {list(results)}")
+        return key
 
     def _check_test_order(self, camids: np.ndarray, modalities: np.ndarray, first_frames: list[str] | None) -> None:
         """The features must be the data set's test tracklets, in order: the splits index them."""

@@ -65,6 +65,14 @@ class VideoCrossModalDataset:
         self._check_frames_exist(train + test + (auxiliary or []))
         self._warn_single_modality_identities()
 
+    def labelled(self, name: str) -> str:
+        """A direction or result name (``"IR->VIS"``, ``"IR->VIS/Rank-1"``) with the first test
+        subset's label where the data set has subsets and ``name`` carries none (BUPTCampus:
+        ``"official/IR->VIS"``); ``name`` itself otherwise."""
+        if not self.test_subsets or name.split("/", 1)[0] in self.test_subsets:
+            return name
+        return f"{next(iter(self.test_subsets))}/{name}"
+
     @classmethod
     def _folder(cls, root: str, what: str) -> Path:
         """The data set's folder: DATASETS.ROOT itself where it holds ``root_marker``, else
