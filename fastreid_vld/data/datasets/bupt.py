@@ -59,14 +59,13 @@ class BUPTCampus(VideoCrossModalDataset):
         test = query + gallery
         modality = np.asarray([t.modality for t in test])
         in_query = np.arange(len(test)) < len(query)
-        subsets = {"all": np.ones(len(test), dtype=bool)}
-        self.test_subsets = {"all": "every tracklet of query.txt and gallery.txt"}
+        subsets = {"all": (np.ones(len(test), dtype=bool), "every tracklet of query.txt and gallery.txt")}
         official = self._official_subset(query, gallery, drop_rgb_remainder) if drop_rgb_remainder else None
         if official is not None:
-            subsets = {"official": official[0], **subsets}
-            self.test_subsets = {"official": official[1], **self.test_subsets}
+            subsets = {"official": official, **subsets}
+        self.test_subsets = {label: meaning for label, (_, meaning) in subsets.items()}
         directions = {}
-        for label, chosen in subsets.items():
+        for label, (chosen, _) in subsets.items():
             directions[f"{label}/IR->VIS"] = (np.flatnonzero(chosen & in_query & (modality == INFRARED)),
                                               np.flatnonzero(chosen & ~in_query & (modality == VISIBLE)))
             directions[f"{label}/VIS->IR"] = (np.flatnonzero(chosen & in_query & (modality == VISIBLE)),
