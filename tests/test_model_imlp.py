@@ -20,9 +20,11 @@ def test_prompt_slots_are_the_four_x_of_the_official_prompt():
                      "<end_of_text>"]
     assert learner.context.shape == (NUM_CLASSES, 4, TEXT_WIDTH)
     assert learner.token_prefix.shape == (1, 2, TEXT_WIDTH) and learner.token_suffix.shape == (1, 77 - 6, TEXT_WIDTH)
-    prompts = learner()
-    assert prompts.shape == (NUM_CLASSES, 77, TEXT_WIDTH)
-    assert torch.equal(prompts[2, 2:6], learner.context[2])
+    assert torch.equal(learner.shared(), learner.token_prefix)  # start token and "A": the same for all
+    prompts = learner()  # from the context vectors to the end-of-text token (position 15)
+    assert prompts.shape == (NUM_CLASSES, 4 + 10, TEXT_WIDTH)
+    assert torch.equal(prompts[2, :4], learner.context[2])
+    assert torch.equal(prompts[2, 4:], learner.token_suffix[0, :10])
     assert 0.015 < learner.context.std().item() < 0.025  # N(0, 0.02)
 
 

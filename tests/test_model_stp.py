@@ -53,14 +53,21 @@ def test_tracklets_do_not_mix():
         assert torch.equal(before[name][T:], after[name][T:]), name
 
 
-def test_sta_queries_each_frame_cls_over_the_tracklet_hub_tokens():
+def test_sta_queries_each_frame_cls_over_the_tracklet_hub_tokens(monkeypatch):
+    from fastreid_vld.modeling.attention import residual_block
+    from fastreid_vld.modeling.backbones import stp
+    outputs = []
+
+    def recording(*args, **kwargs):
+        outputs.append(residual_block(*args, **kwargs))
+        return outputs[-1]
+
+    monkeypatch.setattr(stp, "residual_block", recording)
     backbone = build_backbone(tiny_cfg()).eval()
-    last_block = {}
-    backbone.visual.transformer.resblocks[-1].register_forward_hook(lambda m, i, out: last_block.update(x=out))
     with torch.no_grad():
         sta = backbone(frames(tracklets=2))["sta"]
-        x = last_block["x"]  # [2T, 1 + h*w + T, W]: class token, patches, then the T hub tokens
-        assert x.shape == (2 * T, 1 + (H // 16) * (W // 16) + T, WIDTH)
+        x = outputs[-1]  # the last block keeps [2T, 1 + T, W]: the class token, then the T hub tokens
+        assert x.shape == (2 * T, 1 + T, WIDTH)
         queries = x[:, 0].reshape(2, T, WIDTH)
         hub = x[:, -T:].reshape(2, T * T, WIDTH)
         expected = backbone.visual.ln_post(backbone.sta(queries, hub, hub)[0].reshape(2 * T, WIDTH))

@@ -13,6 +13,7 @@ from tiny_vld import WIDTH, B, T, random_batch, tiny_cfg, tiny_model
 
 from fastreid_vld import add_vld_config
 from fastreid_vld.data.synthetic import SyntheticSize, write_vcm
+from fastreid_vld.modeling.attention import LeanQuickGELU
 from fastreid_vld.solver import build_vld_optimizer
 
 OFFICIAL_TERMS = {"loss_cls", "loss_cls_proj", "loss_text", "loss_cls_sta", "loss_triplet_penultimate",
@@ -102,8 +103,8 @@ def test_vcm_config_builds_vit_b16_with_the_paper_geometry():
     assert model.backbone.hub.shape == (6, 6, 768) and model.backbone.sth_start_layer == 9
     hub = model.backbone.hub.detach()
     assert abs(hub.mean()) < 0.02 and abs(hub.std() - 1) < 0.02  # N(0, 1), the official torch.randn
-    activations = [type(m) for m in model.modules() if isinstance(m, (QuickGELU, torch.nn.GELU))]
-    assert activations == [QuickGELU] * 24  # 12 image and 12 text blocks, as OpenAI CLIP
+    activations = [type(m) for m in model.modules() if isinstance(m, (QuickGELU, LeanQuickGELU, torch.nn.GELU))]
+    assert activations == [LeanQuickGELU] * 24  # QuickGELU in 12 image and 12 text blocks, as OpenAI CLIP
     assert model.heads.prompt_learner.context.shape == (500, 4, 512)
     assert sum(p.numel() for p in model.parameters()) == 128_739_840  # BENCHMARKS.md "Model"
     with torch.no_grad():

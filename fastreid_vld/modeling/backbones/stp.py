@@ -8,6 +8,11 @@ tokens; before every later block the hub tokens of the tracklet's frames are tra
 STA (spatial-temporal aggregation): after the last block, each frame's class token queries a
 multi-head attention over the tracklet's T*T hub tokens; the result goes through the ViT's
 ln_post.
+
+The blocks run through :func:`~fastreid_vld.modeling.attention.residual_block` (fused attention);
+the last block computes only the class and hub tokens, the only ones used after it.
+``MODEL.STP.GRAD_CHECKPOINT`` recomputes each block in the backward pass instead of keeping its
+activations (less memory, the same gradients, about a third more compute).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from fastreid.config import CfgNode
 from fastreid.modeling.backbones import BACKBONE_REGISTRY
 from torch import nn
 
+from ..attention import adopt_blocks, residual_block
 from ..clip import build_clip_image_tower, load_clip_weights, read_clip_state_dict
 
 __all__ = ["STPBackbone", "build_stp_backbone"]
@@ -32,8 +38,9 @@ class STPBackbone(nn.Module):
     """
 
     def __init__(self, visual: nn.Module, seq_len: int, sth_start_layer: int, use_sta: bool,
-                 sta_heads: int) -> None:
+                 sta_heads: int, grad_checkpoint: bool = False) -> None:
         super().__init__()
+        adopt_blocks(visual.transformer.resblocks, "image")
         depth = len(visual.transformer.resblocks)
         if not -1 <= sth_start_layer < depth:
             raise ValueError(f"MODEL.STP.STH_START_LAYER {sth_start_layer}: expected -1 (no STH) or a block "
@@ -45,6 +52,7 @@ class STPBackbone(nn.Module):
         self.seq_len = seq_len
         self.sth_start_layer = sth_start_layer
         self.use_sta = use_sta
+        self.grad_checkpoint = grad_checkpoint
         width = visual.class_embedding.shape[0]
         if sth_start_layer >= 0:
             self.hub = nn.Parameter(torch.randn(seq_len, seq_len, width))  # [T, T, W], official init N(0, 1)
@@ -62,14 +70,22 @@ class STPBackbone(nn.Module):
                 x = self._join_hub(x)  # [N, 1 + h*w + T, W]
             elif 0 <= self.sth_start_layer < i:
                 x = self._exchange_hub(x)
-            if i == len(blocks) - 1:
+            last = i == len(blocks) - 1
+            if last:
                 cls_penultimate = x[:, 0]
-            x = block(x)
+            x = residual_block(block, x, queries=self._used_after_last_block(x) if last else None,
+                               grad_checkpoint=self.grad_checkpoint and self.training)
+        # x: [N, 1 + T, W] (class token, then the hub tokens) with STH, else [N, 1, W]
         cls = v.ln_post(x[:, 0])
         features = {"cls_penultimate": cls_penultimate, "cls": cls, "cls_proj": cls @ v.proj}
         if self.use_sta:
             features["sta"] = v.ln_post(self._aggregate(x))
         return features
+
+    def _used_after_last_block(self, x: torch.Tensor) -> torch.Tensor:
+        """Positions of x [N, L, W] read after the last block: the class token and the hub tokens."""
+        hub = range(x.shape[1] - self.seq_len, x.shape[1]) if self.sth_start_layer >= 0 else ()
+        return torch.tensor([0, *hub], device=x.device)  # [1 + T] or [1]
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """open_clip's patch embedding, class token, positional embedding and ln_pre."""
@@ -113,4 +129,4 @@ def build_stp_backbone(cfg: CfgNode) -> STPBackbone:
         load_clip_weights(visual, state_dict, "image", cfg.MODEL.CLIP.POS_EMBED_INTERPOLATION,
                           cfg.MODEL.BACKBONE.PRETRAIN_PATH or cfg.MODEL.CLIP.PRETRAINED)
     return STPBackbone(visual, cfg.INPUT.SEQ_LEN, cfg.MODEL.STP.STH_START_LAYER, cfg.MODEL.STP.STA,
-                       cfg.MODEL.STP.STA_HEADS)
+                       cfg.MODEL.STP.STA_HEADS, cfg.MODEL.STP.GRAD_CHECKPOINT)

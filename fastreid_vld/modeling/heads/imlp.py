@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import open_clip
 import torch
+import torch.nn.functional as F
 from fastreid.config import CfgNode, configurable
 from fastreid.layers import pooling
 from fastreid.layers.weight_init import weights_init_classifier, weights_init_kaiming
 from fastreid.modeling.heads import REID_HEADS_REGISTRY
 from torch import nn
 
+from ..attention import adopt_blocks, residual_block
 from ..backbones.stp import is_stp_backbone
 from ..clip import build_clip_text_tower, clip_model_config, load_clip_weights, read_clip_state_dict
 
@@ -46,11 +48,13 @@ class BNClassifier(nn.Module):
 
 
 class IdentityPromptLearner(nn.Module):
-    """Token embeddings of every identity's prompt, the X slots being learnable: [C, L, D].
+    """Token embeddings of every identity's prompt, the X slots being learnable.
 
     ``token_prefix`` / ``token_suffix`` (buffers, [1, *, D]) are the frozen embeddings of the
     prompt tokens before and after the slots (start token and "A"; "person ... ." end token
-    and padding); ``context`` [C, n, D] are the learnable vectors, one set per identity."""
+    and padding); ``context`` [C, n, D] are the learnable vectors, one set per identity.
+    Only the positions up to the end-of-text token reach the text feature: the
+    prefix is the same for every identity (:meth:`shared`), the rest is per identity (``forward``)."""
 
     def __init__(self, prompt: str, token_embedding: nn.Embedding, context_length: int, num_classes: int) -> None:
         super().__init__()
@@ -68,33 +72,56 @@ class IdentityPromptLearner(nn.Module):
         self.register_buffer("token_suffix", embedding[:, slots[-1] + 1:].clone())
         self.context = nn.Parameter(torch.empty(num_classes, len(slots), embedding.shape[-1]))
         nn.init.normal_(self.context, std=0.02)
+        end = int(tokens[0].argmax())  # the end-of-text token has the largest id
+        self.suffix_length = end - slots[-1]  # suffix tokens up to and including the end-of-text token
+
+    def shared(self) -> torch.Tensor:
+        """The prompt positions before the context vectors, the same for every identity: [1, P, D]."""
+        return self.token_prefix
 
     def forward(self) -> torch.Tensor:
+        """Each identity's positions from its context vectors to the end-of-text token: [C, n + S, D]."""
         n = self.context.shape[0]
-        return torch.cat([self.token_prefix.expand(n, -1, -1), self.context,
-                          self.token_suffix.expand(n, -1, -1)], dim=1)  # [C, L, D]
+        return torch.cat([self.context, self.token_suffix[:, :self.suffix_length].expand(n, -1, -1)], dim=1)
 
 
 class FrozenTextEncoder(nn.Module):
-    """open_clip's CLIP text transformer without its token embedding, frozen:
-    prompt token embeddings [C, L, D] and tokens [1, L] -> text features [C, E]."""
+    """open_clip's CLIP text transformer without its token embedding, frozen: the shared prompt
+    positions [1, P, D] and each identity's positions up to its end-of-text token [C, M, D]
+    -> text features [C, E], the feature of the last position (the end-of-text token).
 
-    def __init__(self, text_tower: nn.Module) -> None:
+    The causal mask makes every position after the end-of-text token irrelevant: they are never
+    run. The shared positions run once, as sequence 0 of the batch, and give keys and values to
+    every identity; the last block runs the end-of-text position only. The text features are those of the full
+    77-position tower (tests/test_fast_path.py). ``grad_checkpoint``: recompute each block in the
+    backward pass (MODEL.IMLP.GRAD_CHECKPOINT)."""
+
+    def __init__(self, text_tower: nn.Module, grad_checkpoint: bool = False) -> None:
         super().__init__()
         if getattr(text_tower, "cls_emb", None) is not None or text_tower.pool_type != "argmax":
             raise ValueError("IMLP needs a CLIP text tower pooled at the end-of-text token (pool_type 'argmax')")
+        adopt_blocks(text_tower.transformer.resblocks, "text")
         self.transformer = text_tower.transformer
         self.positional_embedding = text_tower.positional_embedding
         self.ln_final = text_tower.ln_final
         self.text_projection = text_tower.text_projection
-        self.register_buffer("attn_mask", text_tower.attn_mask, persistent=False)
+        self.grad_checkpoint = grad_checkpoint
         self.requires_grad_(False)
 
-    def forward(self, prompts: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.transformer(prompts + self.positional_embedding, attn_mask=self.attn_mask)  # [C, L, D]
-        x = self.ln_final(x)
-        end = tokens[0].argmax()  # the end-of-text token has the largest id
-        x = x[:, end]  # [C, D]
+    def forward(self, shared: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        num_shared, length = shared.shape[1], prompts.shape[1]
+        shared = shared + self.positional_embedding[:num_shared]  # [1, P, D]
+        prompts = prompts + self.positional_embedding[num_shared:num_shared + length]  # [C, M, D]
+        padded = max(num_shared, length)  # sequences of one length; the causal mask ignores what follows
+        x = torch.cat([F.pad(shared, (0, 0, 0, padded - num_shared)),
+                       F.pad(prompts, (0, 0, 0, padded - length))])  # [1 + C, padded, D]: the prefix first
+        blocks = self.transformer.resblocks
+        checkpointed = self.grad_checkpoint and self.training
+        for i, block in enumerate(blocks):
+            last = i == len(blocks) - 1
+            x = residual_block(block, x, shared=num_shared, causal=True, grad_checkpoint=checkpointed,
+                               queries=slice(length - 1, length) if last else None)
+        x = self.ln_final(x[1:, 0])  # [C, D]: each identity's end-of-text token
         if isinstance(self.text_projection, nn.Linear):
             return self.text_projection(x)
         return x @ self.text_projection  # [C, E]
@@ -108,7 +135,8 @@ class IMLPHead(nn.Module):
 
     @configurable
     def __init__(self, *, text_tower: nn.Module, prompt: str, num_classes: int, seq_len: int, feat_dim: int,
-                 embed_dim: int, stp_feature_names: tuple[str, ...], pool_layer: nn.Module | None = None) -> None:
+                 embed_dim: int, stp_feature_names: tuple[str, ...], pool_layer: nn.Module | None = None,
+                 grad_checkpoint: bool = False) -> None:
         """``stp_feature_names``: the keys of the STP backbone's dict, or () for a feature map
         [B*T, feat_dim, h, w] of another backbone, pooled by ``pool_layer`` and projected to ``embed_dim``."""
         super().__init__()
@@ -124,7 +152,7 @@ class IMLPHead(nn.Module):
         self.classifier_sta = BNClassifier(feat_dim, num_classes) if "sta" in self.feature_names else None
         self.prompt_learner = IdentityPromptLearner(prompt, text_tower.token_embedding, text_tower.context_length,
                                                     num_classes)
-        self.text_encoder = FrozenTextEncoder(text_tower)  # the token embedding is left out: prompts are built
+        self.text_encoder = FrozenTextEncoder(text_tower, grad_checkpoint)  # no token embedding: prompts are built
 
     @property
     def logit_names(self) -> tuple[str, ...]:
@@ -151,6 +179,7 @@ class IMLPHead(nn.Module):
             "embed_dim": clip_config["embed_dim"],
             "stp_feature_names": ("cls_penultimate", "cls", "cls_proj") + sta if stp else (),
             "pool_layer": None if stp else getattr(pooling, cfg.MODEL.HEADS.POOL_LAYER)(),
+            "grad_checkpoint": cfg.MODEL.IMLP.GRAD_CHECKPOINT,
         }
 
     def frame_features(self, features: dict[str, torch.Tensor] | torch.Tensor) -> dict[str, torch.Tensor]:
@@ -166,7 +195,7 @@ class IMLPHead(nn.Module):
                   for name, f in self.frame_features(features).items()}
         if not self.training:
             return torch.cat([pooled["cls"], pooled["sta"]], dim=1) if "sta" in pooled else pooled["cls"]
-        text = self.text_encoder(self.prompt_learner(), self.prompt_learner.tokens)  # [C, E]
+        text = self.text_encoder(self.prompt_learner.shared(), self.prompt_learner())  # [C, E]
         logits = {"cls": self.classifier(pooled["cls"]), "cls_proj": self.classifier_proj(pooled["cls_proj"]),
                   "text": pooled["cls_proj"] @ text.t()}
         if self.classifier_sta is not None:
