@@ -80,7 +80,7 @@ def _add_model_config(_C: CN) -> None:
     _C.MODEL.STP.STA = True                # STA: frame CLS queries over the T*T hub tokens (needs STH)
     _C.MODEL.STP.STA_HEADS = 12            # heads of the STA multi-head attention (official 12)
     # Activation checkpointing of the image tower's blocks: recomputed in the backward pass instead
-    # of kept, for lower peak memory at about a third more compute; the same gradients.
+    # of kept: lower peak memory for one more forward of each block; the same gradients.
     _C.MODEL.STP.GRAD_CHECKPOINT = False
     # IMLP head (MODEL.HEADS.NAME IMLPHead).
     _C.MODEL.IMLP = CN()
@@ -90,7 +90,7 @@ def _add_model_config(_C: CN) -> None:
     # or, with any other backbone, the MODEL.CLIP.PRETRAINED tag. Loaded when MODEL.BACKBONE.PRETRAIN.
     _C.MODEL.IMLP.TEXT_PRETRAIN_PATH = ""
     # Activation checkpointing of the frozen text tower's blocks (the prompts' gradients pass through
-    # them): less memory, about a third more text-tower compute, the same gradients.
+    # them): lower peak memory for one more forward of each block; the same gradients.
     _C.MODEL.IMLP.GRAD_CHECKPOINT = False
     # VLD loss weights (official training step); 0 switches a term off. CE terms use
     # fast-reid's MODEL.LOSSES.CE.EPSILON label smoothing (official 0).

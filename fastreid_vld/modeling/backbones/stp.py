@@ -12,7 +12,7 @@ ln_post.
 The blocks run through :func:`~fastreid_vld.modeling.attention.residual_block` (fused attention);
 the last block computes only the class and hub tokens, the only ones used after it.
 ``MODEL.STP.GRAD_CHECKPOINT`` recomputes each block in the backward pass instead of keeping its
-activations (less memory, the same gradients, about a third more compute).
+activations (lower peak memory for one more forward of each block; the same gradients).
 """
 
 from __future__ import annotations
