@@ -345,6 +345,38 @@ def make_ddp_device_generic(defaults: types.ModuleType) -> None:
     defaults.DistributedDataParallel = wrap
 
 
+def make_checkpoints_safe(checkpoint_module: types.ModuleType) -> None:
+    """fast-reid's ``Checkpointer`` writes checkpoints and ``last_checkpoint`` in place, reads them
+    with torch's default ``weights_only`` and resumes from ``last_checkpoint`` even when that file
+    is truncated. Write both atomically, read with ``weights_only=True`` explicitly (one error naming
+    the file otherwise), resume from the newest readable checkpoint (fastreid_vld/checkpoint.py)."""
+    from .checkpoint import newest_readable_checkpoint, read_checkpoint, write_atomically
+
+    Checkpointer = checkpoint_module.Checkpointer
+
+    def save(self: Checkpointer, name: str, **kwargs: Any) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict(),
+                **{key: obj.state_dict() for key, obj in self.checkpointables.items()}, **kwargs}
+        save_file = Path(self.save_dir) / f"{name}.pth"
+        self.logger.info("Saving checkpoint to %s", save_file)
+        write_atomically(save_file, lambda file: torch.save(data, file))
+        self.tag_last_checkpoint(save_file.name)
+
+    def tag_last_checkpoint(self: Checkpointer, last_filename_basename: str) -> None:
+        write_atomically(Path(self.save_dir) / "last_checkpoint",
+                         lambda file: file.write(last_filename_basename.encode()))
+
+    def get_checkpoint_file(self: Checkpointer) -> str:
+        return newest_readable_checkpoint(self.save_dir)
+
+    Checkpointer.save = save
+    Checkpointer.tag_last_checkpoint = tag_last_checkpoint
+    Checkpointer.get_checkpoint_file = get_checkpoint_file
+    Checkpointer._load_file = lambda self, path: read_checkpoint(path)
+
+
 # --------------------------------------------------------------------------- wiring
 
 #: module name -> the adaptation applied to it right after it is first executed.
@@ -356,6 +388,7 @@ AFTER_IMPORT: dict[str, Callable[[types.ModuleType], None]] = {
     "fastreid.engine.train_loop": make_amp_device_generic,
     "fastreid.engine.launch": make_launch_device_generic,
     "fastreid.engine.defaults": make_ddp_device_generic,
+    "fastreid.utils.checkpoint": make_checkpoints_safe,
 }
 
 

@@ -82,9 +82,11 @@ class _RecordSaves:
 
     def __init__(self) -> None:
         self.saved: list[tuple[str, int, float]] = []
+        self.best_metrics: list[float] = []  # what each checkpoint carries for a resume
 
-    def save(self, name: str, epoch: int, metric: float) -> None:
+    def save(self, name: str, epoch: int, metric: float, best_metric: float) -> None:
         self.saved.append((name, epoch, metric))
+        self.best_metrics.append(best_metric)
 
 
 def run_checkpointer(metrics: dict[int, float], max_epoch: int, checkpoint_period: int,

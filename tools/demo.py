@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     out, opts = args.output, list(args.opts)
     data = ["DATASETS.ROOT", str(args.data_root)]
     ensure_synthetic_set(args)
-    run("tools/train_net.py", "--config-file", args.config_file, "--eval-only", *data, *opts,
-        "MODEL.WEIGHTS", "", "OUTPUT_DIR", str(out / "untrained"))
+    run("tools/train_net.py", "--config-file", args.config_file, "--eval-only", "--untrained", *data, *opts,
+        "OUTPUT_DIR", str(out / "untrained"))
     run("tools/train_net.py", "--config-file", args.config_file, *data, *opts, "OUTPUT_DIR", str(out))
     config, weights = str(out / "config.yaml"), str(out / "model_final.pth")
     run("tools/train_net.py", "--config-file", config, "--eval-only", "MODEL.WEIGHTS", weights, "TEST.RERANK.ENABLED",

@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Train or evaluate with fast-reid conventions:
 
-    python tools/train_net.py --config-file configs/VLD/vcm.yml [--eval-only] [--resume]
+    python tools/train_net.py --config-file configs/VLD/vcm.yml [--eval-only [--untrained]] [--resume]
         [--num-gpus N] [KEY VALUE ...]
+
+--eval-only needs trained weights (MODEL.WEIGHTS); --untrained evaluates the randomly initialised
+model instead, on purpose (a chance-level baseline, as tools/demo.py reports).
 """
 
 import logging
@@ -23,11 +26,12 @@ from fastreid.utils.env import seed_all_rng  # noqa: E402
 from fastreid.utils.logger import setup_logger  # noqa: E402
 
 from fastreid_vld import VLDTrainer, add_vld_config  # noqa: E402
+from fastreid_vld.checkpoint import CheckpointReadError, check_weights_match, require_weights  # noqa: E402
 from fastreid_vld.data.build import FrameReadError  # noqa: E402
 from fastreid_vld.data.datasets import DatasetFormatError  # noqa: E402
 
 # Bad input the user can fix: reported as one line naming the file, not as a traceback.
-INPUT_ERRORS = (DatasetFormatError, FrameReadError, FileNotFoundError)
+INPUT_ERRORS = (DatasetFormatError, FrameReadError, FileNotFoundError, CheckpointReadError)
 
 
 def setup(args):
@@ -51,12 +55,18 @@ def setup(args):
 def main(args):
     cfg = setup(args)
     if args.eval_only:
+        if not args.untrained:  # before building anything: an untrained model is evaluated only on purpose
+            require_weights(cfg.MODEL.WEIGHTS)
         cfg.defrost()
         cfg.MODEL.BACKBONE.PRETRAIN = False
         if cfg.MODEL.HEADS.NUM_CLASSES == 0:  # as training sets it: one class per training identity
             cfg.MODEL.HEADS.NUM_CLASSES = VLDTrainer.build_train_loader(cfg).dataset.num_classes
         model = VLDTrainer.build_model(cfg)
-        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+        if args.untrained:
+            logging.getLogger("fastreid_vld").warning("--untrained: evaluating the randomly initialised model")
+        else:
+            check_weights_match(model, cfg.MODEL.WEIGHTS)
+            Checkpointer(model).load(cfg.MODEL.WEIGHTS)
         return VLDTrainer.test(cfg, model)
     trainer = VLDTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
@@ -71,8 +81,18 @@ def checked_main(args):
         raise SystemExit(f"error: {error}") from None
 
 
+def argument_parser():
+    """fast-reid's flags, plus --untrained."""
+    parser = default_argument_parser()
+    parser.add_argument("--untrained", action="store_true",
+                        help="with --eval-only: evaluate the randomly initialised model on purpose (no MODEL.WEIGHTS)")
+    return parser
+
+
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
+    if args.untrained and not args.eval_only:
+        raise SystemExit("error: --untrained goes with --eval-only (evaluate the randomly initialised model)")
     print("Command Line Args:", args)
     launch(checked_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))

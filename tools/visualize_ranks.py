@@ -28,7 +28,8 @@ from fastreid.utils.checkpoint import Checkpointer  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from fastreid_vld import add_vld_config  # noqa: E402
+from fastreid_vld import add_vld_config
+from fastreid_vld.checkpoint import CheckpointReadError, check_weights_match  # noqa: E402
 from fastreid_vld.data import build_vvi_test_loader  # noqa: E402
 from fastreid_vld.evaluation.distances import DistanceSettings, direction_distances  # noqa: E402
 
@@ -87,6 +88,10 @@ def main() -> None:
     cfg.MODEL.BACKBONE.PRETRAIN = False
     dataset_name = cfg.DATASETS.TESTS[0]
     model = build_model(cfg)
+    try:
+        check_weights_match(model, cfg.MODEL.WEIGHTS)  # rank lists of an untrained model are never drawn
+    except (CheckpointReadError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
     Checkpointer(model).load(cfg.MODEL.WEIGHTS)
     model.eval()
     features, dataset = test_features(cfg, model, dataset_name)

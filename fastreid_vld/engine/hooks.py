@@ -12,7 +12,13 @@ class BestCheckpointer(hooks.PeriodicCheckpointer):
     epochs, ``model_final.pth``), except for ``model_best.pth``: fast-reid considers it only at
     checkpoint epochs and keeps the earlier of two equal metrics; here, as the official VLD code
     (``main.py:64-74``: best when Rank-1 >= the best so far), every evaluation is considered and a
-    later epoch with an equal metric (TEST.SELECT_BY) replaces the earlier one."""
+    later epoch with an equal metric (TEST.SELECT_BY) replaces the earlier one. Every checkpoint
+    carries ``best_metric``, so a resumed run keeps model_best.pth until it is beaten
+    (:meth:`restore`)."""
+
+    def restore(self, checkpoint: dict) -> None:
+        """The best metric so far, from a checkpoint being resumed (-1 in one written before it was kept)."""
+        self.best_metric = checkpoint.get("best_metric", self.best_metric)
 
     def after_epoch(self) -> None:
         self._keep_if_best()
@@ -23,7 +29,7 @@ class BestCheckpointer(hooks.PeriodicCheckpointer):
 
     def step(self, epoch: int, **kwargs) -> None:
         """Periodic and final checkpoints, as fast-reid saves them (model_best is kept apart)."""
-        state = {"epoch": int(epoch), **kwargs}
+        state = {"epoch": int(epoch), "best_metric": self.best_metric, **kwargs}
         if (epoch + 1) % self.period == 0 and epoch < self.max_epoch - 1:
             self.checkpointer.save(f"model_{epoch:04d}", **state)
         if epoch >= self.max_epoch - 1:
@@ -40,5 +46,5 @@ class BestCheckpointer(hooks.PeriodicCheckpointer):
     def _keep_if_best(self) -> None:
         metric, fresh = self._latest_metric()
         if fresh and metric >= self.best_metric:
-            self.checkpointer.save("model_best", epoch=self.trainer.epoch, metric=metric)
             self.best_metric = metric
+            self.checkpointer.save("model_best", epoch=self.trainer.epoch, metric=metric, best_metric=metric)

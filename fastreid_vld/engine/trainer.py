@@ -25,7 +25,8 @@ class VLDTrainer(DefaultTrainer):
       loaders; fast-reid's image data sets keep fast-reid's loaders;
     - test loaders use ``DATALOADER.NUM_WORKERS`` (fast-reid's always start 4 workers);
     - ``model_best.pth`` is kept as the official VLD code keeps its best model: after every
-      evaluation, ties going to the later epoch (:class:`BestCheckpointer`).
+      evaluation, ties going to the later epoch (:class:`BestCheckpointer`), and a resumed run
+      keeps it until it is beaten.
     """
 
     def __init__(self, cfg: CfgNode) -> None:
@@ -43,6 +44,16 @@ class VLDTrainer(DefaultTrainer):
         # DefaultTrainer.__init__ assigns len(train set) // batch, then builds the scheduler,
         # max_iter and the hooks from this attribute.
         self._iters_per_epoch = self._fixed_iters_per_epoch or from_train_set_length
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        """fast-reid's resume (weights, optimizer, scheduler, epoch from the newest readable
+        checkpoint), plus the best metric so far for :class:`BestCheckpointer`."""
+        checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if resume and self.checkpointer.has_checkpoint():
+            self.start_epoch = checkpoint.get("epoch", -1) + 1
+            for hook in self._hooks:
+                if isinstance(hook, BestCheckpointer):
+                    hook.restore(checkpoint)
 
     def build_hooks(self) -> list[hooks.HookBase]:
         return [BestCheckpointer(self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD)

@@ -1,0 +1,120 @@
+"""Checkpoint files that survive a kill, and that are read safely.
+
+fast-reid's ``Checkpointer`` writes in place (a kill or a full disk during ``torch.save`` leaves
+a truncated file where the previous checkpoint was), reads with ``torch.load``'s default (unsafe
+pickles run code where that default is switched off, ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``) and
+resumes from whatever ``last_checkpoint`` names, failing with a traceback when that file is
+truncated. compat.py routes its save, read and resume through the functions here:
+
+- :func:`write_atomically`: a temporary file in the same folder, flushed, fsynced, renamed over
+  the target (the previous file stays whole until the new one is complete);
+- :func:`read_checkpoint`: ``torch.load(..., weights_only=True)`` always, and one clear error
+  naming the file when it cannot be read;
+- :func:`require_weights`, :func:`check_weights_match`: weights for evaluation must exist and
+  load at least one of the model's parameters (``--eval-only`` never evaluates an untrained model);
+- :func:`newest_readable_checkpoint`: the file ``last_checkpoint`` names, or, when that is missing,
+  empty or unreadable (reported by name), the newest readable ``.pth`` of the folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CheckpointReadError", "check_weights_match", "newest_readable_checkpoint", "read_checkpoint",
+           "require_weights", "write_atomically"]
+
+
+class CheckpointReadError(RuntimeError):
+    """A checkpoint file that cannot be read (truncated, not a checkpoint, or an unsafe pickle)."""
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    path = Path(path)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself reaches the disk
+    finally:
+        os.close(folder)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint dict read with ``weights_only=True`` (tensors, numbers, strings, containers only)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # truncated, not a torch file, or a pickle that would run code
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointReadError(f"{path}: not a readable checkpoint (expected a file written by torch.save, read "
+                                  f"with weights_only=True): {reason}") from error
+    if not isinstance(checkpoint, dict):
+        raise CheckpointReadError(f"{path}: expected a checkpoint dict, found {type(checkpoint).__name__}")
+    return checkpoint
+
+
+def newest_readable_checkpoint(save_dir: str | os.PathLike) -> str:
+    """The checkpoint to resume from in ``save_dir`` ("" when there is none)."""
+    save_dir = Path(save_dir)
+    tagged = save_dir / "last_checkpoint"
+    name = tagged.read_text().strip() if tagged.is_file() else ""
+    candidates = sorted(save_dir.glob("*.pth"), key=lambda file: file.stat().st_mtime, reverse=True)
+    if name:
+        candidates = [save_dir / name] + [file for file in candidates if file.name != name]
+    else:
+        logger.warning("%s is empty: resuming from the newest readable checkpoint of %s", tagged, save_dir)
+    for file in candidates:
+        try:
+            read_checkpoint(file)
+        except (CheckpointReadError, FileNotFoundError) as error:
+            logger.warning("Skipping %s: %s", file, error)
+            continue
+        return str(file)
+    return ""
+
+
+def require_weights(path: str, key: str = "MODEL.WEIGHTS") -> None:
+    """Refuse an empty or missing weights path, with one line naming ``key``."""
+    if not path:
+        raise CheckpointReadError(f"{key} is empty: evaluation needs trained weights (a model_*.pth of a "
+                                  "training run, or tools/convert_official_vld.py output)")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{key}: checkpoint {path} not found")
+
+
+def check_weights_match(model: torch.nn.Module, path: str, key: str = "MODEL.WEIGHTS") -> None:
+    """Refuse, with one line naming ``key`` and the file, weights that are missing or that load no
+    parameter of ``model`` (other names or shapes); weights that load some of them pass (fast-reid's
+    Checkpointer then lists what it skipped)."""
+    require_weights(path, key)
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint.get("model"), dict):
+        raise CheckpointReadError(f"{key} {path}: expected a fast-reid checkpoint with a 'model' state dict, found "
+                                  f"the entries {sorted(map(str, checkpoint))[:5]}")
+    weights = {name.removeprefix("module."): value for name, value in checkpoint["model"].items()}
+    expected = model.state_dict()
+    matching = [name for name, value in weights.items()
+                if name in expected and getattr(value, "shape", None) == expected[name].shape]
+    if not matching:
+        raise CheckpointReadError(f"{key} {path}: none of its {len(weights)} entries is a parameter of this model "
+                                  f"(names and shapes differ, e.g. {sorted(weights)[:3]}): is it a checkpoint of "
+                                  "this config's model?")

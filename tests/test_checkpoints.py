@@ -1,0 +1,186 @@
+"""Checkpoints that survive a kill and a full disk, resume from the newest readable one, are read
+with weights_only=True whatever torch's default, keep model_best across a resume, and never let
+--eval-only evaluate an untrained model."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO, run_python
+from fastreid.utils.checkpoint import Checkpointer
+from tiny_vld import tiny_model
+
+from fastreid_vld.checkpoint import CheckpointReadError, read_checkpoint, write_atomically
+from fastreid_vld.engine.hooks import BestCheckpointer
+
+
+def saved_model(tmp_path, seed: int = 0) -> tuple[torch.nn.Module, Checkpointer]:
+    model = tiny_model(seed=seed)
+    return model, Checkpointer(model, str(tmp_path))
+
+
+def test_a_failed_write_leaves_the_previous_file_whole(tmp_path):
+    target = tmp_path / "model_best.pth"
+    write_atomically(target, lambda file: file.write(b"previous"))
+
+    def full_disk(file) -> None:
+        file.write(b"half of the new")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        write_atomically(target, full_disk)
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["model_best.pth"]  # no temporary file left
+
+
+def test_a_kill_during_a_checkpoint_save_leaves_the_previous_checkpoint_intact(tmp_path):
+    """A process killed inside torch.save (os._exit: no cleanup, as SIGKILL) while writing
+    model_best.pth over an earlier one."""
+    model, checkpointer = saved_model(tmp_path)
+    checkpointer.save("model_best", epoch=1)
+    before = (tmp_path / "model_best.pth").read_bytes()
+    script = f"""
+import sys, os
+sys.path.insert(0, {str(REPO / 'tests')!r})
+import fastreid_vld, torch
+from fastreid.utils.checkpoint import Checkpointer
+from tiny_vld import tiny_model
+
+def killed_midway(data, file):
+    file.write(b"PK" + b"0" * 4096)
+    file.flush()
+    os._exit(9)
+
+torch.save = killed_midway
+Checkpointer(tiny_model(seed=1), {str(tmp_path)!r}).save("model_best", epoch=2)
+"""
+    process = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert process.returncode == 9, process.stderr
+    assert (tmp_path / "model_best.pth").read_bytes() == before
+    assert read_checkpoint(tmp_path / "model_best.pth")["epoch"] == 1
+    assert (tmp_path / "last_checkpoint").read_text() == "model_best.pth"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not a checkpoint"])
+def test_resume_skips_an_unreadable_newest_checkpoint_by_name(tmp_path, caplog, damage):
+    model, checkpointer = saved_model(tmp_path)
+    checkpointer.save("model_0001", epoch=1)
+    checkpointer.save("model_0003", epoch=3)
+    newest = tmp_path / "model_0003.pth"
+    content = newest.read_bytes()
+    newest.write_bytes({"truncated": content[:len(content) // 2], "empty": b"",
+                        "not a checkpoint": b"text, not a checkpoint"}[damage])
+    with caplog.at_level(logging.WARNING):
+        resumed = Checkpointer(tiny_model(seed=5), str(tmp_path)).resume_or_load("", resume=True)
+    assert resumed["epoch"] == 1
+    assert any("Skipping" in r.message and "model_0003.pth" in r.message for r in caplog.records)
+
+
+def test_resume_with_an_empty_last_checkpoint_takes_the_newest_readable_one(tmp_path, caplog):
+    model, checkpointer = saved_model(tmp_path)
+    checkpointer.save("model_0001", epoch=1)
+    (tmp_path / "last_checkpoint").write_text("")
+    with caplog.at_level(logging.WARNING):
+        assert Checkpointer(tiny_model(), str(tmp_path)).resume_or_load("", resume=True)["epoch"] == 1
+    assert any("last_checkpoint is empty" in r.message for r in caplog.records)
+
+
+class _RunsCode:
+    """A pickle that runs code when loaded with weights_only=False."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def test_unsafe_pickles_are_refused_even_with_torch_forced_to_unsafe_loading(tmp_path, monkeypatch):
+    marker = tmp_path / "code_ran"
+    torch.save({"model": {"w": torch.zeros(1)}, "extra": _RunsCode(str(marker))}, tmp_path / "crafted.pth")
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    model = tiny_model()
+    with pytest.raises(CheckpointReadError, match="crafted.pth: not a readable checkpoint"):
+        Checkpointer(model).load(str(tmp_path / "crafted.pth"))
+    assert not marker.exists()
+
+
+def test_best_metric_travels_in_every_checkpoint_and_is_restored():
+    saved = []
+
+    class Recorder:
+        def save(self, name: str, **state) -> None:
+            saved.append((name, state))
+
+    hook = BestCheckpointer(Recorder(), 1)
+    hook.trainer = type("Trainer", (), {"max_epoch": 3, "epoch": 0})()
+    hook.max_epoch, hook.metric_name = 3, "metric"
+    hook.best_metric = 60.0
+    hook.step(0, metric=55.0)
+    assert saved[-1] == ("model_0000", {"epoch": 0, "best_metric": 60.0, "metric": 55.0})
+    resumed = BestCheckpointer(Recorder(), 1)
+    assert resumed.best_metric == -1
+    resumed.restore(saved[-1][1])
+    assert resumed.best_metric == 60.0
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_model_best_until_it_is_beaten(tmp_path):
+    """Two epochs evaluated and checkpointed, then --resume to three: the resumed trainer starts
+    from the best metric the checkpoint carries, not from -1."""
+    from fastreid_vld.data.synthetic import SyntheticSize, write_vcm
+    write_vcm(tmp_path / "HITSZ-VCM", SyntheticSize(train_ids=4, test_ids=2, cameras=2, min_frames=6, max_frames=8))
+    common = ["--config-file", "configs/VLD/tiny.yml", "DATASETS.NAMES", "('VCM',)", "DATASETS.TESTS", "('VCM',)",
+              "DATASETS.ROOT", str(tmp_path), "DATASETS.VCM.MIN_FRAMES", "1", "OUTPUT_DIR", str(tmp_path / "out"),
+              "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "1", "SEED", "0"]
+    first = run_python("tools/train_net.py", *common, "SOLVER.MAX_EPOCH", "2", timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    best = read_checkpoint(tmp_path / "out" / "model_best.pth")
+    final = read_checkpoint(tmp_path / "out" / "model_final.pth")
+    assert final["best_metric"] == best["metric"] == best["best_metric"]
+
+    from tiny_vld import tiny_cfg
+
+    from fastreid_vld.engine.trainer import VLDTrainer
+    cfg = tiny_cfg("DATASETS.NAMES", ("VCM",), "DATASETS.TESTS", ("VCM",), "DATASETS.ROOT", str(tmp_path),
+                   "DATASETS.VCM.MIN_FRAMES", 1, "OUTPUT_DIR", str(tmp_path / "out"), "SOLVER.MAX_EPOCH", 3,
+                   "MODEL.HEADS.NUM_CLASSES", 0)
+    trainer = VLDTrainer(cfg)
+    trainer.resume_or_load(resume=True)
+    (hook,) = [h for h in trainer._hooks if isinstance(h, BestCheckpointer)]
+    assert trainer.start_epoch == 2 and hook.best_metric == best["metric"]
+
+
+def eval_only(tmp_path, *opts: str) -> subprocess.CompletedProcess:
+    return run_python("tools/train_net.py", "--config-file", "configs/VLD/tiny.yml", "--eval-only",
+                      "MODEL.HEADS.NUM_CLASSES", "4", "OUTPUT_DIR", str(tmp_path / "out"), *opts, timeout=120)
+
+
+@pytest.mark.parametrize("weights, message", [
+    ("", "error: MODEL.WEIGHTS is empty: evaluation needs trained weights"),
+    ("elsewhere.pth", "error: MODEL.WEIGHTS: checkpoint elsewhere.pth not found"),
+    ("unrelated.pth", "none of its 1 entries is a parameter of this model"),
+    ("text.pth", "text.pth: not a readable checkpoint"),
+    ("no_model.pth", "expected a fast-reid checkpoint with a 'model' state dict"),
+])
+def test_eval_only_refuses_weights_that_are_not_a_trained_model(tmp_path, weights, message):
+    torch.save({"model": {"classifier.weight": torch.zeros(3)}}, tmp_path / "unrelated.pth")
+    torch.save({"state": {}}, tmp_path / "no_model.pth")
+    (tmp_path / "text.pth").write_text("not a checkpoint")
+    path = str(tmp_path / weights) if weights and weights != "elsewhere.pth" else weights
+    process = eval_only(tmp_path, "MODEL.WEIGHTS", path)
+    assert process.returncode != 0
+    assert message in process.stderr + process.stdout
+    assert "Traceback" not in process.stderr
+
+
+def test_eval_only_untrained_is_the_explicit_way_to_evaluate_random_weights(tmp_path):
+    process = run_python("tools/train_net.py", "--config-file", "configs/VLD/tiny.yml", "--untrained",
+                         "OUTPUT_DIR", str(tmp_path / "out"), timeout=120)
+    assert process.returncode != 0 and "error: --untrained goes with --eval-only" in process.stderr
+    assert "Traceback" not in process.stderr
