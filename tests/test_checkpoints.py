@@ -4,6 +4,7 @@ with weights_only=True whatever torch's default, keep model_best across a resume
 
 from __future__ import annotations
 
+import itertools
 import logging
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO, run_python
+from fastreid.engine.train_loop import HookBase
 from fastreid.utils.checkpoint import Checkpointer
 from tiny_vld import tiny_model
 
@@ -184,3 +186,75 @@ def test_eval_only_untrained_is_the_explicit_way_to_evaluate_random_weights(tmp_
                          "OUTPUT_DIR", str(tmp_path / "out"), timeout=120)
     assert process.returncode != 0 and "error: --untrained goes with --eval-only" in process.stderr
     assert "Traceback" not in process.stderr
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _InterruptAfterEpoch(HookBase):
+    """Ends the run after an epoch's checkpoint, as a kill between two epochs would."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def after_epoch(self) -> None:
+        if self.trainer.epoch == self.epoch:
+            raise _Interrupted
+
+
+def train(tmp_path, out: str, resume: bool = False, interrupt_after: int | None = None) -> None:
+    from fastreid.utils.env import seed_all_rng
+    from tiny_vld import tiny_cfg
+
+    from fastreid_vld.engine.trainer import VLDTrainer
+    cfg = tiny_cfg("DATASETS.NAMES", ("VCM",), "DATASETS.TESTS", ("VCM",), "DATASETS.ROOT", str(tmp_path),
+                   "DATASETS.VCM.MIN_FRAMES", 1, "OUTPUT_DIR", str(tmp_path / out), "SOLVER.MAX_EPOCH", 3,
+                   "SOLVER.CHECKPOINT_PERIOD", 1, "TEST.EVAL_PERIOD", 1, "MODEL.HEADS.NUM_CLASSES", 0,
+                   "DATALOADER.VVI_SAMPLER", "independent")
+    (tmp_path / out).mkdir(exist_ok=True)
+    seed_all_rng(0)  # as tools/train_net.py does with SEED 0
+    trainer = VLDTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    if interrupt_after is not None:
+        trainer.register_hooks([_InterruptAfterEpoch(interrupt_after)])
+    trainer.train()
+
+
+@pytest.mark.slow
+def test_a_resumed_run_ends_with_the_weights_of_the_uninterrupted_run(tmp_path):
+    from fastreid_vld.data.synthetic import SyntheticSize, write_vcm
+    write_vcm(tmp_path / "HITSZ-VCM", SyntheticSize(train_ids=6, test_ids=2, cameras=2, min_frames=6, max_frames=8))
+    train(tmp_path, "whole")
+    with pytest.raises(_Interrupted):
+        train(tmp_path, "resumed", interrupt_after=0)
+    interrupted = read_checkpoint(tmp_path / "resumed" / "model_0000.pth")["model"]
+    train(tmp_path, "resumed", resume=True)
+    for name in ("model_final.pth", "model_best.pth"):
+        whole = read_checkpoint(tmp_path / "whole" / name)
+        resumed = read_checkpoint(tmp_path / "resumed" / name)
+        assert whole["epoch"] == resumed["epoch"]
+        for key, value in whole["model"].items():
+            assert torch.equal(resumed["model"][key], value), (name, key)
+    final = read_checkpoint(tmp_path / "whole" / "model_final.pth")["model"]
+    assert not torch.equal(final["backbone.hub"], interrupted["backbone.hub"])  # it did train after the cut
+
+
+def test_the_sampler_continues_its_stream_after_the_batches_done():
+    from fastreid_vld.data.samplers import IndependentIdentitySampler
+    from fastreid_vld.data.tracklets import INFRARED, VISIBLE, Tracklet
+    tracklets = [Tracklet((f"{pid}_{m}.jpg",), pid, 0, m) for pid in range(6) for m in (VISIBLE, INFRARED)]
+    labels = [t.pid for t in tracklets]
+    whole = IndependentIdentitySampler(tracklets, labels, 2, 2, seed=7)
+    stream = list(itertools.islice(iter(whole), 10))
+    resumed = IndependentIdentitySampler(tracklets, labels, 2, 2, seed=99)
+    resumed.load_state_dict(whole.state_dict())
+    resumed.batches_done = 4
+    assert list(itertools.islice(iter(resumed), 6)) == stream[4:]
+
+
+def test_flags_may_follow_the_config_overrides(tmp_path):
+    """``--eval-only`` after the KEY VALUE pairs is the flag, not an odd override list."""
+    process = run_python("tools/train_net.py", "--config-file", "configs/VLD/tiny.yml", "MODEL.HEADS.NUM_CLASSES", "4",
+                         "OUTPUT_DIR", str(tmp_path / "out"), "--eval-only", timeout=120)
+    assert process.returncode != 0 and "error: MODEL.WEIGHTS is empty" in process.stderr, process.stderr[-2000:]

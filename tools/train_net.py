@@ -89,8 +89,21 @@ def argument_parser():
     return parser
 
 
+#: flags that may also come after the KEY VALUE pairs (argparse leaves them among the pairs)
+TRAILING_FLAGS = {"--resume": "resume", "--eval-only": "eval_only", "--untrained": "untrained"}
+
+
+def parse_args(argv: list[str] | None = None):
+    args = argument_parser().parse_args(argv)
+    for flag, name in TRAILING_FLAGS.items():
+        while flag in args.opts:
+            args.opts.remove(flag)
+            setattr(args, name, True)
+    return args
+
+
 if __name__ == "__main__":
-    args = argument_parser().parse_args()
+    args = parse_args()
     if args.untrained and not args.eval_only:
         raise SystemExit("error: --untrained goes with --eval-only (evaluate the randomly initialised model)")
     print("Command Line Args:", args)

@@ -23,7 +23,10 @@ How identities and tracklets are drawn (``DATALOADER.VVI_SAMPLER``):
 
 All are infinite, as fast-reid's samplers. Under torch.distributed every process draws the same
 global stream (shared seed) and takes every world_size-th batch, so the ranks never share a
-batch.
+batch. The stream is a function of the seed alone (every frame choice and augmentation draws
+from its item's frame seed), so a resumed run continues it exactly: the checkpoint carries the
+seed (:meth:`CrossModalSampler.state_dict`) and the sampler skips the batches already trained on
+(``batches_done``, set by the trainer on resume).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class CrossModalSampler(Sampler):
         self.num_ids, self.num_instances, self.paired = num_ids, num_instances, paired
         self.seed = int(comm.shared_random_seed() if seed is None else seed)
         self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
+        self.batches_done = 0  # this process's batches already trained on: skipped by __iter__
         by_modality: dict[int, dict[int, list[int]]] = {VISIBLE: defaultdict(list), INFRARED: defaultdict(list)}
         for index, (tracklet, label) in enumerate(zip(tracklets, labels, strict=True)):
             if not paired or tracklet.modality == VISIBLE:
@@ -83,7 +87,16 @@ class CrossModalSampler(Sampler):
         batches = ([item for visible, _ in groups for item in visible] +
                    [item for _, infrared in groups for item in infrared]
                    for groups in self._batches(rng))  # the visible block, then the infrared block
-        yield from itertools.islice(batches, self.rank, None, self.world_size)
+        first = self.rank + self.batches_done * self.world_size
+        yield from itertools.islice(batches, first, None, self.world_size)
+
+    def state_dict(self) -> dict[str, int]:
+        """What a checkpoint carries to continue this stream: its seed."""
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """The stream of a checkpoint (continued after ``batches_done`` batches)."""
+        self.seed = int(state["seed"])
 
     def _batches(self, rng: np.random.Generator) -> Iterator[list[Group]]:
         raise NotImplementedError

@@ -8,6 +8,7 @@ from fastreid.data.build import _test_loader_from_config, build_reid_test_loader
 from fastreid.engine import DefaultTrainer, hooks
 
 from ..data import build_vvi_test_loader, build_vvi_train_loader, is_vvi_dataset
+from ..data.samplers import CrossModalSampler
 from ..evaluation.vvi_evaluator import VVIEvaluator
 from ..solver import VLD_SCHEDULER, build_vld_lr_scheduler, build_vld_optimizer
 from .hooks import BestCheckpointer
@@ -26,7 +27,10 @@ class VLDTrainer(DefaultTrainer):
     - test loaders use ``DATALOADER.NUM_WORKERS`` (fast-reid's always start 4 workers);
     - ``model_best.pth`` is kept as the official VLD code keeps its best model: after every
       evaluation, ties going to the later epoch (:class:`BestCheckpointer`), and a resumed run
-      keeps it until it is beaten.
+      keeps it until it is beaten;
+    - checkpoints carry the cross-modal sampler's seed, and ``--resume`` continues its stream after
+      the batches already trained on: on the CPU a resumed run ends with the weights of the
+      uninterrupted one (tests/test_checkpoints.py).
     """
 
     def __init__(self, cfg: CfgNode) -> None:
@@ -34,6 +38,10 @@ class VLDTrainer(DefaultTrainer):
         super().__init__(cfg)
         if cfg.SOLVER.AMP.ENABLED:
             self._trainer.amp_dtype = getattr(torch, cfg.SOLVER.AMP.DTYPE)
+        loader = getattr(self._trainer.data_loader, "loader", None)  # a cross-modal CheckedLoader
+        self._train_sampler = getattr(loader, "batch_sampler", None)
+        if isinstance(self._train_sampler, CrossModalSampler):
+            self.checkpointer.checkpointables["train_sampler"] = self._train_sampler
 
     @property
     def iters_per_epoch(self) -> int:
@@ -47,13 +55,17 @@ class VLDTrainer(DefaultTrainer):
 
     def resume_or_load(self, resume: bool = True) -> None:
         """fast-reid's resume (weights, optimizer, scheduler, epoch from the newest readable
-        checkpoint), plus the best metric so far for :class:`BestCheckpointer`."""
+        checkpoint), plus the best metric so far for :class:`BestCheckpointer` and the training
+        stream where the checkpoint left it."""
         checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
         if resume and self.checkpointer.has_checkpoint():
             self.start_epoch = checkpoint.get("epoch", -1) + 1
             for hook in self._hooks:
                 if isinstance(hook, BestCheckpointer):
                     hook.restore(checkpoint)
+            if isinstance(self._train_sampler, CrossModalSampler):  # seed loaded with the checkpoint
+                self._train_sampler.batches_done = self.start_epoch * self.iters_per_epoch
+                self._trainer._data_loader_iter = iter(self._trainer.data_loader)
 
     def build_hooks(self) -> list[hooks.HookBase]:
         return [BestCheckpointer(self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD)
