@@ -16,6 +16,72 @@ import os
 
 from fastreid.config import CfgNode as CN
 
+__all__ = ["ConfigError", "add_vld_config", "check_config", "merge_config"]
+
+
+class ConfigError(ValueError):
+    """A config key or value the user can fix (tools/train_net.py reports it in one line)."""
+
+
+def merge_config(cfg: CN, config_file: str, opts: list[str]) -> CN:
+    """``cfg`` merged with ``config_file`` then the ``KEY VALUE`` pairs ``opts``; an integer is
+    accepted where the key holds a float (``SOLVER.BASE_LR 1``). Bad files, keys and values are
+    one :class:`ConfigError` naming the file or key."""
+    if len(opts) % 2:
+        raise ConfigError(f"the overrides after the flags must be KEY VALUE pairs; {opts[-1]!r} has no value")
+    opts = [item for key, value in zip(opts[0::2], opts[1::2], strict=True)
+            for item in (key, _int_as_float(cfg, key, value))]
+    for source, merge in ((config_file, lambda: cfg.merge_from_file(config_file)),
+                          ("the KEY VALUE overrides", lambda: cfg.merge_from_list(opts))):
+        try:
+            merge()
+        except (KeyError, ValueError, AssertionError, OSError) as error:
+            message = error.args[0] if error.args else type(error).__name__
+            raise ConfigError(f"{source}: {message}") from None
+    return cfg
+
+
+def _int_as_float(cfg: CN, key: str, value: str) -> str:
+    """``value`` written as a float where ``key`` holds a float and ``value`` is an integer literal."""
+    node = cfg
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, CN) else None
+    return f"{int(value)}.0" if isinstance(node, float) and value.lstrip("+-").isdigit() else value
+
+
+#: (key, smallest value): settings below which training cannot run.
+MINIMUMS = (("INPUT.SEQ_LEN", 1), ("DATALOADER.NUM_INSTANCE", 1), ("SOLVER.MAX_EPOCH", 1),
+            ("SOLVER.IMS_PER_BATCH", 1), ("TEST.IMS_PER_BATCH", 1))
+
+
+def check_config(cfg: CN) -> None:
+    """Settings fast-reid would only fail on deep inside a build or a step: registry names
+    (MODEL.META_ARCHITECTURE, MODEL.BACKBONE.NAME, MODEL.HEADS.NAME, DATASETS.NAMES / TESTS) and
+    counts that must be positive; one :class:`ConfigError` naming the key."""
+    from fastreid.data.datasets import DATASET_REGISTRY
+    from fastreid.modeling.backbones import BACKBONE_REGISTRY
+    from fastreid.modeling.heads import REID_HEADS_REGISTRY
+    from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
+
+    names = [("MODEL.META_ARCHITECTURE", META_ARCH_REGISTRY, [cfg.MODEL.META_ARCHITECTURE]),
+             ("MODEL.BACKBONE.NAME", BACKBONE_REGISTRY, [cfg.MODEL.BACKBONE.NAME]),
+             ("MODEL.HEADS.NAME", REID_HEADS_REGISTRY, [cfg.MODEL.HEADS.NAME]),
+             ("DATASETS.NAMES", DATASET_REGISTRY, list(cfg.DATASETS.NAMES)),
+             ("DATASETS.TESTS", DATASET_REGISTRY, list(cfg.DATASETS.TESTS))]
+    for key, registry, values in names:
+        for name in values:
+            try:
+                registry.get(name)
+            except KeyError:
+                registered = ", ".join(sorted(registry._obj_map))  # fast-reid's Registry has no name list
+                raise ConfigError(f"{key}: nothing named {name!r}; registered: {registered}") from None
+    for key, smallest in MINIMUMS:
+        value = cfg
+        for part in key.split("."):
+            value = value[part]
+        if value < smallest:
+            raise ConfigError(f"{key} {value}: expected at least {smallest}")
+
 
 def add_vld_config(cfg: CN) -> CN:
     """Add the fastreid_vld keys to a fast-reid config in place (and return it)."""

@@ -10,6 +10,9 @@ from pathlib import Path
 import fastreid_vld  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
+# the decoded-frames cache of the data sets the tests write: beside them, not in the user's home
+os.environ.setdefault("FASTREID_VLD_CACHE", os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                                         f"fastreid_vld_test_cache_{os.getpid()}"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 

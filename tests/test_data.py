@@ -269,13 +269,61 @@ def test_corrupt_jpeg_is_one_clear_error_from_the_main_process(tmp_path):
     write_vcm(tmp_path / "HITSZ-VCM", SyntheticSize(train_ids=2, test_ids=2, cameras=1, min_frames=12,
                                                     max_frames=12))
     corrupt = tmp_path / "HITSZ-VCM" / "Test" / "0003" / "ir" / "D1" / "1.jpg"
-    corrupt.write_bytes(b"not a jpeg")
     cfg = config(tmp_path, "DATALOADER.NUM_WORKERS", 1, "TEST.IMS_PER_BATCH", 4)
     data_build._load.cache_clear()
-    loader, _ = data_build.build_vvi_test_loader(cfg, "VCM")
+    loader, _ = data_build.build_vvi_test_loader(cfg, "VCM")  # every frame decoded at load
+    corrupt.write_bytes(b"not a jpeg")  # broken after the check: the loader still names it
     with pytest.raises(data_build.FrameReadError, match=f"{corrupt}: expected a readable JPEG frame") as error:
         list(loader)
     assert "worker" not in str(error.value)
+
+
+@pytest.mark.parametrize("damage", ["zero-byte", "random bytes", "truncated"])
+def test_undecodable_frames_are_refused_when_the_data_set_loads(tmp_path, damage):
+    write_vcm(tmp_path / "HITSZ-VCM", SyntheticSize(train_ids=2, test_ids=2, cameras=1, min_frames=12,
+                                                    max_frames=12))
+    frame = tmp_path / "HITSZ-VCM" / "Train" / "0001" / "rgb" / "D1" / "3.jpg"
+    content = frame.read_bytes()
+    frame.write_bytes({"zero-byte": b"", "random bytes": bytes(range(256)) * 4,
+                       "truncated": content[:len(content) // 2]}[damage])
+    with pytest.raises(DatasetFormatError, match=f"{frame}: expected a decodable image"):
+        VCM(root=str(tmp_path))
+    process = run_python("tools/describe_dataset.py", "--dataset", "VCM", "--root", str(tmp_path))
+    assert process.returncode == 2 and f"error: {frame}: expected a decodable image" in process.stderr
+    assert "Traceback" not in process.stderr
+
+
+def test_frames_are_decoded_once_then_remembered(tmp_path, monkeypatch):
+    from fastreid_vld.data import frame_check
+    write_vcm(tmp_path / "HITSZ-VCM", SyntheticSize(train_ids=2, test_ids=2, cameras=1, min_frames=12,
+                                                    max_frames=12))
+    decoded = []
+    real = frame_check._undecodable
+    monkeypatch.setattr(frame_check, "_undecodable", lambda frame: decoded.append(frame) or real(frame))
+    monkeypatch.setenv("FASTREID_VLD_CACHE", str(tmp_path / "cache"))
+    VCM(root=str(tmp_path))
+    first = len(decoded)
+    assert first == sum(len(t.frames) for t in VCM(root=str(tmp_path)).train + VCM(root=str(tmp_path)).test)
+    assert len(decoded) == first  # the second and third loads only stat the files
+    frame = tmp_path / "HITSZ-VCM" / "Test" / "0003" / "ir" / "D1" / "1.jpg"
+    frame.write_bytes(frame.read_bytes())  # rewritten: a new modification time
+    VCM(root=str(tmp_path))
+    assert decoded[first:] == [str(frame)]
+
+
+@pytest.mark.parametrize("emptied", ["train", "gallery"])
+def test_an_empty_split_is_refused_when_the_data_set_loads(tmp_path, emptied):
+    root = write_vcm(tmp_path / "HITSZ-VCM", SyntheticSize(train_ids=2, test_ids=2, cameras=1, min_frames=12,
+                                                           max_frames=12))
+    if emptied == "train":
+        (root / "info" / "track_train_info.txt").write_text("")
+        expected = "no tracklet in: training set"
+    else:  # every test tracklet an infrared query: no visible gallery left
+        rows = len((root / "info" / "track_test_info.txt").read_text().splitlines())
+        (root / "info" / "query_IDX.txt").write_text("".join(f"{row}\n" for row in range(1, rows + 1)))
+        expected = "no tracklet in: IR->VIS gallery, VIS->IR query"
+    with pytest.raises(DatasetFormatError, match=expected):
+        VCM(root=str(tmp_path))
 
 
 def test_identity_with_one_modality_is_reported(tmp_path, caplog):

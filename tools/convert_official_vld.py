@@ -18,6 +18,7 @@ import fastreid_vld  # noqa: E402,F401  (first: adapts fast-reid)
 # isort: split
 import torch  # noqa: E402
 
+from fastreid_vld.checkpoint import CheckpointReadError, read_checkpoint  # noqa: E402
 from fastreid_vld.modeling import convert_official_state_dict  # noqa: E402
 from fastreid_vld.modeling.convert import OfficialCheckpointError  # noqa: E402
 
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.input.is_file():
         raise SystemExit(f"error: {args.input} not found")
     try:
-        state_dict = convert_official_state_dict(torch.load(args.input, map_location="cpu", weights_only=True))
+        state_dict = convert_official_state_dict(read_checkpoint(args.input))
+    except CheckpointReadError as error:
+        raise SystemExit(f"error: {error}") from None
     except OfficialCheckpointError as error:
         raise SystemExit(f"error: {args.input}: {error}") from None
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ model instead, on purpose (a chance-level baseline, as tools/demo.py reports).
 """
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -27,18 +28,18 @@ from fastreid.utils.logger import setup_logger  # noqa: E402
 
 from fastreid_vld import VLDTrainer, add_vld_config  # noqa: E402
 from fastreid_vld.checkpoint import CheckpointReadError, check_weights_match, require_weights  # noqa: E402
+from fastreid_vld.config import ConfigError, check_config, merge_config  # noqa: E402
 from fastreid_vld.data.build import FrameReadError  # noqa: E402
 from fastreid_vld.data.datasets import DatasetFormatError  # noqa: E402
 
 # Bad input the user can fix: reported as one line naming the file, not as a traceback.
-INPUT_ERRORS = (DatasetFormatError, FrameReadError, FileNotFoundError, CheckpointReadError)
+INPUT_ERRORS = (DatasetFormatError, FrameReadError, FileNotFoundError, CheckpointReadError, ConfigError)
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_vld_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = merge_config(add_vld_config(get_cfg()), args.config_file, args.opts)
+    check_config(cfg)
+    check_output_dir(cfg.OUTPUT_DIR)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logging.getLogger("fastreid_vld").warning("MODEL.DEVICE=%s but CUDA is not available: using cpu",
                                                   cfg.MODEL.DEVICE)
@@ -50,6 +51,21 @@ def setup(args):
     if cfg.SEED >= 0:  # after default_setup, which draws a random seed
         seed_all_rng(cfg.SEED + comm.get_rank())
     return cfg
+
+
+def check_output_dir(output_dir: str) -> None:
+    """OUTPUT_DIR must be a folder this process can create and write (checked on the main process)."""
+    if not comm.is_main_process():
+        return
+    folder = Path(output_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"OUTPUT_DIR {output_dir}: expected a folder this run can create and write "
+                          f"({error.strerror or error})") from None
 
 
 def main(args):
@@ -69,6 +85,8 @@ def main(args):
             Checkpointer(model).load(cfg.MODEL.WEIGHTS)
         return VLDTrainer.test(cfg, model)
     trainer = VLDTrainer(cfg)
+    if cfg.MODEL.WEIGHTS and not (args.resume and trainer.checkpointer.has_checkpoint()):
+        check_weights_match(trainer.model, cfg.MODEL.WEIGHTS)  # weights to start from must fit the model
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
 
@@ -79,6 +97,10 @@ def checked_main(args):
     except INPUT_ERRORS as error:
         logging.getLogger("fastreid_vld").error("%s", error)
         raise SystemExit(f"error: {error}") from None
+    except FloatingPointError as error:  # fast-reid's check of every step's losses
+        reason = str(error).splitlines()[0]
+        raise SystemExit(f"error: {reason} Training diverged: lower SOLVER.BASE_LR, or enable "
+                         "SOLVER.CLIP_GRADIENTS") from None
 
 
 def argument_parser():

@@ -7,7 +7,9 @@ from fastreid.config import CfgNode
 from fastreid.data.build import _test_loader_from_config, build_reid_test_loader
 from fastreid.engine import DefaultTrainer, hooks
 
+from ..config import check_config
 from ..data import build_vvi_test_loader, build_vvi_train_loader, is_vvi_dataset
+from ..data.build import load_vvi_dataset
 from ..data.samplers import CrossModalSampler
 from ..evaluation.vvi_evaluator import VVIEvaluator
 from ..solver import VLD_SCHEDULER, build_vld_lr_scheduler, build_vld_optimizer
@@ -35,6 +37,7 @@ class VLDTrainer(DefaultTrainer):
 
     def __init__(self, cfg: CfgNode) -> None:
         self._fixed_iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH
+        check_test_sets(cfg)
         super().__init__(cfg)
         if cfg.SOLVER.AMP.ENABLED:
             self._trainer.amp_dtype = getattr(torch, cfg.SOLVER.AMP.DTYPE)
@@ -110,3 +113,12 @@ class VLDTrainer(DefaultTrainer):
             data_loader, dataset = cls.build_test_loader(cfg, dataset_name)
             return data_loader, VVIEvaluator(cfg, dataset, dataset_name, output_dir)
         return super().build_evaluator(cfg, dataset_name, output_dir)
+
+
+def check_test_sets(cfg: CfgNode) -> None:
+    """Before training: the config's names and counts (``check_config``), and the video test sets
+    loaded (every frame decoded), so a bad test set fails now, not at the first evaluation."""
+    check_config(cfg)
+    for name in cfg.DATASETS.TESTS:
+        if is_vvi_dataset(name):
+            load_vvi_dataset(cfg, name)

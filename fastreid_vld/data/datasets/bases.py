@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
+from ..frame_check import decode_every_frame
 from ..tracklets import INFRARED, MODALITY_NAMES, VISIBLE, Tracklet
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ class VideoCrossModalDataset:
       into ``test``;
     - ``left_out``: a Counter of tracklets not used, by reason.
 
+    ``self.root``: the data set's folder (from :meth:`_folder`), set before :meth:`_finish`, which
+    checks that every listed frame exists and decodes (once: see ``frame_check.py``) and that the
+    training set and every direction's query and gallery hold tracklets.
+
     Class attributes: ``protocol`` ("vcm" removes same-identity same-camera gallery entries at
     evaluation, "bupt" does not), ``test_frame_rule`` (see ``tracklets.test_frame_indices``),
     ``dataset_dir`` and ``root_marker`` (see :meth:`_folder`).
@@ -62,8 +67,20 @@ class VideoCrossModalDataset:
         self.train, self.test, self.directions = train, test, directions
         self.auxiliary = auxiliary
         self.left_out = left_out
+        self._check_not_empty()
         self._check_frames_exist(train + test + (auxiliary or []))
+        decode_every_frame(train + test + (auxiliary or []), self.root, DatasetFormatError)
         self._warn_single_modality_identities()
+
+    def _check_not_empty(self) -> None:
+        """A training set, and every direction's query and gallery, with at least one tracklet."""
+        parts = {"training set": len(self.train)}
+        for name, (query, gallery) in self.directions.items():
+            parts[f"{name} query"], parts[f"{name} gallery"] = len(query), len(gallery)
+        empty = [part for part, count in parts.items() if count == 0]
+        if empty:
+            raise DatasetFormatError(self.root, f"a {type(self).__name__} data set with tracklets in its training "
+                                     "set and in every query and gallery", found=f"no tracklet in: {', '.join(empty)}")
 
     def labelled(self, name: str) -> str:
         """A direction or result name (``"IR->VIS"``, ``"IR->VIS/Rank-1"``) with the first test

@@ -1,6 +1,7 @@
-"""Checkpoints that survive a kill and a full disk, resume from the newest readable one, are read
-with weights_only=True whatever torch's default, keep model_best across a resume, and never let
---eval-only evaluate an untrained model."""
+"""What a bad day does to a run: checkpoints that survive a kill and a full disk, resume from the newest
+readable one with the training stream where it left off, read with weights_only=True whatever torch's
+default, model_best kept across a resume, --eval-only never on an untrained model, and one error line
+for each user error."""
 
 from __future__ import annotations
 
@@ -258,3 +259,72 @@ def test_flags_may_follow_the_config_overrides(tmp_path):
     process = run_python("tools/train_net.py", "--config-file", "configs/VLD/tiny.yml", "MODEL.HEADS.NUM_CLASSES", "4",
                          "OUTPUT_DIR", str(tmp_path / "out"), "--eval-only", timeout=120)
     assert process.returncode != 0 and "error: MODEL.WEIGHTS is empty" in process.stderr, process.stderr[-2000:]
+
+
+@pytest.mark.parametrize("key", ["DATASETS.TESTS", "DATASETS.NAMES"])
+def test_an_unknown_data_set_name_is_refused_before_training(tmp_path, key):
+    process = run_python("tools/train_net.py", "--config-file", "configs/VLD/tiny.yml", key, "('VCMM',)",
+                         "OUTPUT_DIR", str(tmp_path / "out"), timeout=120)
+    assert process.returncode != 0
+    assert f"error: {key}: nothing named 'VCMM'; registered: " in process.stderr, process.stderr[-2000:]
+    assert "Traceback" not in process.stderr
+
+
+@pytest.fixture(scope="module")
+def small_vcm(tmp_path_factory):
+    from fastreid_vld.data.synthetic import SyntheticSize, write_vcm
+    root = tmp_path_factory.mktemp("vcm")
+    write_vcm(root / "HITSZ-VCM", SyntheticSize(train_ids=4, test_ids=2, cameras=2, min_frames=6, max_frames=8))
+    (root / "notes.txt").write_text("a text file")
+    torch.save({"state": {}}, root / "no_model.pth")
+    return root
+
+
+USER_ERRORS = {  # case: (overrides, the one line expected)
+    "unknown key": (["SOLVER.BASE_LRR", "0.1"], "error: the KEY VALUE overrides: Non-existent key: SOLVER.BASE_LRR"),
+    "misspelled meta-architecture": (["MODEL.META_ARCHITECTURE", "VDL"],
+                                     "error: MODEL.META_ARCHITECTURE: nothing named 'VDL'; registered: "),
+    "misspelled backbone": (["MODEL.BACKBONE.NAME", "build_stp"],
+                            "error: MODEL.BACKBONE.NAME: nothing named 'build_stp'"),
+    "misspelled head": (["MODEL.HEADS.NAME", "IMLP"], "error: MODEL.HEADS.NAME: nothing named 'IMLP'"),
+    "SEQ_LEN 0": (["INPUT.SEQ_LEN", "0"], "error: INPUT.SEQ_LEN 0: expected at least 1"),
+    "NUM_INSTANCE 0": (["DATALOADER.NUM_INSTANCE", "0"], "error: DATALOADER.NUM_INSTANCE 0: expected at least 1"),
+    "MAX_EPOCH 0": (["SOLVER.MAX_EPOCH", "0"], "error: SOLVER.MAX_EPOCH 0: expected at least 1"),
+    "odd overrides": (["SOLVER.BASE_LR"], "error: the overrides after the flags must be KEY VALUE pairs"),
+    "OUTPUT_DIR under a file": (["OUTPUT_DIR", "{root}/notes.txt/out"],
+                                "error: OUTPUT_DIR {root}/notes.txt/out: expected"),
+    "text file as weights": (["MODEL.WEIGHTS", "{root}/notes.txt"], "notes.txt: not a readable checkpoint"),
+    "NaN loss": (["SOLVER.BASE_LR", "1e12"], "error: Loss became infinite or NaN at iteration=1! Training diverged"),
+    "checkpoint without model": (["MODEL.WEIGHTS", "{root}/no_model.pth"],
+                                 "expected a fast-reid checkpoint with a 'model'"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(USER_ERRORS))
+def test_each_user_error_is_one_line_without_a_traceback(small_vcm, tmp_path, case):
+    overrides, expected = USER_ERRORS[case]
+    overrides = [item.format(root=small_vcm) for item in overrides]
+    data = ["DATASETS.NAMES", "('VCM',)", "DATASETS.TESTS", "('VCM',)", "DATASETS.ROOT", str(small_vcm),
+            "DATASETS.VCM.MIN_FRAMES", "1"]
+    process = run_python("tools/train_net.py", "--config-file", "configs/VLD/tiny.yml", *data,
+                         "OUTPUT_DIR", str(tmp_path / "out"), *overrides, timeout=120)
+    assert process.returncode != 0
+    errors = [line for line in process.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected.format(root=small_vcm) in errors[0], process.stderr[-2000:]
+    assert "Traceback" not in process.stderr
+
+
+def test_an_integer_is_accepted_where_a_float_is_expected():
+    from fastreid.config import get_cfg
+
+    from fastreid_vld.config import add_vld_config, merge_config
+    cfg = merge_config(add_vld_config(get_cfg()), str(REPO / "configs/VLD/tiny.yml"), ["SOLVER.BASE_LR", "1"])
+    assert cfg.SOLVER.BASE_LR == 1.0 and isinstance(cfg.SOLVER.BASE_LR, float)
+
+
+def test_convert_official_vld_names_a_garbage_input_in_one_line(tmp_path):
+    (tmp_path / "garbage.pth").write_bytes(b"\x80\x04garbage")
+    process = run_python("tools/convert_official_vld.py", str(tmp_path / "garbage.pth"), str(tmp_path / "out.pth"))
+    assert process.returncode != 0 and f"error: {tmp_path / 'garbage.pth'}: not a readable checkpoint" in process.stderr
+    assert "Traceback" not in process.stderr

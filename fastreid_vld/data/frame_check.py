@@ -1,0 +1,79 @@
+"""Every frame of a data set decoded once, before training: a zero-byte, truncated or non-image
+frame is one error naming the file when the data set loads, not a crash epochs later.
+
+Frames already decoded are remembered by path, size and modification time in a cache file per
+data-set folder (``$FASTREID_VLD_CACHE``, default ``~/.cache/fastreid_vld``), so a second load
+only stats the files. Written atomically; a cache that cannot be written is only a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from ..checkpoint import write_atomically
+from .tracklets import MODALITY_NAMES, Tracklet
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["cache_folder", "decode_every_frame"]
+
+
+def cache_folder() -> Path:
+    return Path(os.environ.get("FASTREID_VLD_CACHE", Path.home() / ".cache" / "fastreid_vld"))
+
+
+def decode_every_frame(tracklets: list[Tracklet], folder: Path, error: type[Exception]) -> None:
+    """Decode each frame of ``tracklets`` not decoded before (cache keyed by ``folder``); the first
+    that fails raises ``error(frame, expected, found=...)`` (a DatasetFormatError)."""
+    cache_file = cache_folder() / f"frames-{hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]}.json"
+    try:
+        verified = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        verified = {}
+    owners = {frame: tracklet for tracklet in tracklets for frame in tracklet.frames}
+    pending = []
+    for frame in owners:
+        stat = os.stat(frame)
+        if verified.get(frame) != [stat.st_size, stat.st_mtime_ns]:
+            pending.append((frame, [stat.st_size, stat.st_mtime_ns]))
+    if not pending:
+        return
+    try:
+        for frame, signature in tqdm(pending, desc=f"decoding {len(pending)} new frames of {folder}",
+                                     disable=len(pending) < 1000):
+            reason = _undecodable(frame)
+            if reason:
+                tracklet = owners[frame]
+                raise error(frame, f"a decodable image: a frame of {MODALITY_NAMES[tracklet.modality]} tracklet of "
+                                   f"identity {tracklet.pid}, camera {tracklet.camid}", found=reason)
+            verified[frame] = signature
+    finally:
+        _save(cache_file, verified)
+
+
+def _undecodable(frame: str) -> str:
+    """Why ``frame`` cannot be decoded ("" when it can)."""
+    if os.path.getsize(frame) == 0:
+        return "an empty (0-byte) file"
+    try:
+        with Image.open(frame) as image:
+            image.load()  # the whole image: a truncated JPEG fails here, not at open
+    except (OSError, ValueError, Image.DecompressionBombError) as reason:
+        return f"not a decodable image ({reason})"
+    return ""
+
+
+def _save(cache_file: Path, verified: dict) -> None:
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(cache_file, lambda file: file.write(json.dumps(verified).encode()))
+    except OSError as reason:
+        logger.warning("Cannot write the decoded-frames cache %s (%s): frames will be decoded again next time",
+                       cache_file, reason)
