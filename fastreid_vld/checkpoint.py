@@ -29,8 +29,8 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CheckpointReadError", "check_weights_match", "newest_readable_checkpoint", "read_checkpoint",
-           "require_weights", "write_atomically"]
+__all__ = ["CheckpointReadError", "check_same_model", "check_weights_match", "newest_readable_checkpoint",
+           "read_checkpoint", "require_weights", "write_atomically"]
 
 
 class CheckpointReadError(RuntimeError):
@@ -118,3 +118,16 @@ def check_weights_match(model: torch.nn.Module, path: str, key: str = "MODEL.WEI
         raise CheckpointReadError(f"{key} {path}: none of its {len(weights)} entries is a parameter of this model "
                                   f"(names and shapes differ, e.g. {sorted(weights)[:3]}): is it a checkpoint of "
                                   "this config's model?")
+
+
+def check_same_model(model: torch.nn.Module, path: str) -> None:
+    """A checkpoint being resumed must be of this model: every entry of the same shape (another
+    MODEL.HEADS.NUM_CLASSES, say, would load partly and fail inside the optimizer's next step)."""
+    weights = read_checkpoint(path).get("model", {})
+    expected = model.state_dict()
+    differing = [f"{name} {tuple(value.shape)} instead of {tuple(expected[name].shape)}"
+                 for name, value in weights.items() if name in expected and value.shape != expected[name].shape]
+    if differing:
+        raise CheckpointReadError(f"{path}: --resume continues the run this checkpoint belongs to, but it is of "
+                                  f"another model ({len(differing)} entries differ, e.g. {differing[0]}): use a "
+                                  "new OUTPUT_DIR, or start from it with MODEL.WEIGHTS")

@@ -328,3 +328,29 @@ def test_convert_official_vld_names_a_garbage_input_in_one_line(tmp_path):
     process = run_python("tools/convert_official_vld.py", str(tmp_path / "garbage.pth"), str(tmp_path / "out.pth"))
     assert process.returncode != 0 and f"error: {tmp_path / 'garbage.pth'}: not a readable checkpoint" in process.stderr
     assert "Traceback" not in process.stderr
+
+
+def test_resuming_a_checkpoint_of_another_model_is_one_clear_error(small_vcm, tmp_path):
+    data = ["DATASETS.NAMES", "('VCM',)", "DATASETS.TESTS", "('VCM',)", "DATASETS.ROOT", str(small_vcm),
+            "DATASETS.VCM.MIN_FRAMES", "1", "OUTPUT_DIR", str(tmp_path / "out")]
+    (tmp_path / "out").mkdir()  # the data set has 4 training identities; this checkpoint's model 5
+    Checkpointer(tiny_model("MODEL.HEADS.NUM_CLASSES", 5), str(tmp_path / "out")).save("model_0000", epoch=0)
+    process = run_python("tools/train_net.py", "--config-file", "configs/VLD/tiny.yml", *data, "--resume", timeout=120)
+    assert process.returncode != 0
+    expected = "model_0000.pth: --resume continues the run this checkpoint belongs to, but it is of another model"
+    assert expected in process.stderr, process.stderr[-2000:]
+    assert "Traceback" not in process.stderr
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_has_nothing_left_to_do(small_vcm, tmp_path):
+    """A kill after model_final.pth was written, then --resume: the run is over, not an error."""
+    args = ["tools/train_net.py", "--config-file", "configs/VLD/tiny.yml", "DATASETS.NAMES", "('VCM',)",
+            "DATASETS.TESTS", "('VCM',)", "DATASETS.ROOT", str(small_vcm), "DATASETS.VCM.MIN_FRAMES", "1",
+            "OUTPUT_DIR", str(tmp_path / "out"), "SOLVER.MAX_EPOCH", "2"]
+    assert run_python(*args, timeout=300).returncode == 0
+    final = (tmp_path / "out" / "model_final.pth").read_bytes()
+    resumed = run_python(*args, "--resume", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Training already finished (epoch 2 of 2" in resumed.stdout + resumed.stderr
+    assert (tmp_path / "out" / "model_final.pth").read_bytes() == final

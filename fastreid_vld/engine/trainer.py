@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from fastreid.config import CfgNode
 from fastreid.data.build import _test_loader_from_config, build_reid_test_loader
 from fastreid.engine import DefaultTrainer, hooks
 
+from ..checkpoint import check_same_model
 from ..config import check_config
 from ..data import build_vvi_test_loader, build_vvi_train_loader, is_vvi_dataset
 from ..data.build import load_vvi_dataset
@@ -14,6 +17,8 @@ from ..data.samplers import CrossModalSampler
 from ..evaluation.vvi_evaluator import VVIEvaluator
 from ..solver import VLD_SCHEDULER, build_vld_lr_scheduler, build_vld_optimizer
 from .hooks import BestCheckpointer
+
+logger = logging.getLogger(__name__)
 
 
 class VLDTrainer(DefaultTrainer):
@@ -60,6 +65,8 @@ class VLDTrainer(DefaultTrainer):
         """fast-reid's resume (weights, optimizer, scheduler, epoch from the newest readable
         checkpoint), plus the best metric so far for :class:`BestCheckpointer` and the training
         stream where the checkpoint left it."""
+        if resume and self.checkpointer.has_checkpoint() and self.checkpointer.get_checkpoint_file():
+            check_same_model(self.model, self.checkpointer.get_checkpoint_file())
         checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
         if resume and self.checkpointer.has_checkpoint():
             self.start_epoch = checkpoint.get("epoch", -1) + 1
@@ -69,6 +76,14 @@ class VLDTrainer(DefaultTrainer):
             if isinstance(self._train_sampler, CrossModalSampler):  # seed loaded with the checkpoint
                 self._train_sampler.batches_done = self.start_epoch * self.iters_per_epoch
                 self._trainer._data_loader_iter = iter(self._trainer.data_loader)
+
+    def train(self):
+        """fast-reid's training loop; a resumed run whose last checkpoint is the final one has nothing left."""
+        if self.start_epoch >= self.max_epoch:
+            logger.info("Training already finished (epoch %d of %d in %s): nothing left to resume",
+                        self.start_epoch, self.max_epoch, self.cfg.OUTPUT_DIR)
+            return {}
+        return super().train()
 
     def build_hooks(self) -> list[hooks.HookBase]:
         return [BestCheckpointer(self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD)
