@@ -65,8 +65,9 @@ class VLDTrainer(DefaultTrainer):
         """fast-reid's resume (weights, optimizer, scheduler, epoch from the newest readable
         checkpoint), plus the best metric so far for :class:`BestCheckpointer` and the training
         stream where the checkpoint left it."""
-        if resume and self.checkpointer.has_checkpoint() and self.checkpointer.get_checkpoint_file():
-            check_same_model(self.model, self.checkpointer.get_checkpoint_file())
+        newest = self.checkpointer.get_checkpoint_file() if resume and self.checkpointer.has_checkpoint() else ""
+        if newest:
+            check_same_model(self.model, newest)
         checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
         if resume and self.checkpointer.has_checkpoint():
             self.start_epoch = checkpoint.get("epoch", -1) + 1
