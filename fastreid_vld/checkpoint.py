@@ -110,24 +110,34 @@ def check_weights_match(model: torch.nn.Module, path: str, key: str = "MODEL.WEI
     if not isinstance(checkpoint.get("model"), dict):
         raise CheckpointReadError(f"{key} {path}: expected a fast-reid checkpoint with a 'model' state dict, found "
                                   f"the entries {sorted(map(str, checkpoint))[:5]}")
-    weights = {name.removeprefix("module."): value for name, value in checkpoint["model"].items()}
-    expected = model.state_dict()
-    matching = [name for name, value in weights.items()
-                if name in expected and getattr(value, "shape", None) == expected[name].shape]
+    matching, _ = _compare_shapes(model, checkpoint["model"])
     if not matching:
-        raise CheckpointReadError(f"{key} {path}: none of its {len(weights)} entries is a parameter of this model "
-                                  f"(names and shapes differ, e.g. {sorted(weights)[:3]}): is it a checkpoint of "
-                                  "this config's model?")
+        raise CheckpointReadError(f"{key} {path}: none of its {len(checkpoint['model'])} entries is a parameter of "
+                                  f"this model (names and shapes differ, e.g. {sorted(checkpoint['model'])[:3]}): "
+                                  "is it a checkpoint of this config's model?")
 
 
 def check_same_model(model: torch.nn.Module, path: str) -> None:
     """A checkpoint being resumed must be of this model: every entry of the same shape (another
     MODEL.HEADS.NUM_CLASSES, say, would load partly and fail inside the optimizer's next step)."""
-    weights = read_checkpoint(path).get("model", {})
-    expected = model.state_dict()
-    differing = [f"{name} {tuple(value.shape)} instead of {tuple(expected[name].shape)}"
-                 for name, value in weights.items() if name in expected and value.shape != expected[name].shape]
+    _, differing = _compare_shapes(model, read_checkpoint(path).get("model", {}))
     if differing:
         raise CheckpointReadError(f"{path}: --resume continues the run this checkpoint belongs to, but it is of "
                                   f"another model ({len(differing)} entries differ, e.g. {differing[0]}): use a "
                                   "new OUTPUT_DIR, or start from it with MODEL.WEIGHTS")
+
+
+def _compare_shapes(model: torch.nn.Module, weights: dict) -> tuple[list[str], list[str]]:
+    """(entries of ``weights`` that fit ``model``, descriptions of those whose shape differs), names
+    compared without a ``module.`` (DistributedDataParallel) prefix."""
+    expected = model.state_dict()
+    matching, differing = [], []
+    for name, value in weights.items():
+        name = name.removeprefix("module.")
+        shape = getattr(value, "shape", None)
+        if name in expected and shape == expected[name].shape:
+            matching.append(name)
+        elif name in expected:
+            differing.append(f"{name} {tuple(shape) if shape is not None else '(not a tensor)'} instead of "
+                             f"{tuple(expected[name].shape)}")
+    return matching, differing

@@ -299,7 +299,8 @@ def test_frames_are_decoded_once_then_remembered(tmp_path, monkeypatch):
                                                     max_frames=12))
     decoded = []
     real = frame_check._undecodable
-    monkeypatch.setattr(frame_check, "_undecodable", lambda frame: decoded.append(frame) or real(frame))
+    monkeypatch.setattr(frame_check, "_undecodable",
+                        lambda frame, size: decoded.append(frame) or real(frame, size=size))
     monkeypatch.setenv("FASTREID_VLD_CACHE", str(tmp_path / "cache"))
     VCM(root=str(tmp_path))
     first = len(decoded)

@@ -1,5 +1,6 @@
-"""Every frame of a data set decoded once, before training: a zero-byte, truncated or non-image
-frame is one error naming the file when the data set loads, not a crash epochs later.
+"""Every frame of a data set found and decoded once, before training: a missing, zero-byte,
+truncated or non-image frame is one error naming the file when the data set loads, not a crash
+epochs later.
 
 Frames already decoded are remembered by path, size and modification time in a cache file per
 data-set folder (``$FASTREID_VLD_CACHE``, default ``~/.cache/fastreid_vld``), so a second load
@@ -30,8 +31,8 @@ def cache_folder() -> Path:
 
 
 def decode_every_frame(tracklets: list[Tracklet], folder: Path, error: type[Exception]) -> None:
-    """Decode each frame of ``tracklets`` not decoded before (cache keyed by ``folder``); the first
-    that fails raises ``error(frame, expected, found=...)`` (a DatasetFormatError)."""
+    """Check that each frame of ``tracklets`` exists and decode those not decoded before (cache keyed
+    by ``folder``); the first that fails raises ``error(frame, expected, found=...)`` (a DatasetFormatError)."""
     cache_file = cache_folder() / f"frames-{hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]}.json"
     try:
         verified = json.loads(cache_file.read_text())
@@ -39,8 +40,11 @@ def decode_every_frame(tracklets: list[Tracklet], folder: Path, error: type[Exce
         verified = {}
     owners = {frame: tracklet for tracklet in tracklets for frame in tracklet.frames}
     pending = []
-    for frame in owners:
-        stat = os.stat(frame)
+    for frame, tracklet in owners.items():
+        try:
+            stat = os.stat(frame)
+        except OSError:
+            raise error(frame, f"{_described(tracklet)} (listed by the index files)", found="no such file") from None
         if verified.get(frame) != [stat.st_size, stat.st_mtime_ns]:
             pending.append((frame, [stat.st_size, stat.st_mtime_ns]))
     if not pending:
@@ -48,19 +52,22 @@ def decode_every_frame(tracklets: list[Tracklet], folder: Path, error: type[Exce
     try:
         for frame, signature in tqdm(pending, desc=f"decoding {len(pending)} new frames of {folder}",
                                      disable=len(pending) < 1000):
-            reason = _undecodable(frame)
+            reason = _undecodable(frame, size=signature[0])
             if reason:
-                tracklet = owners[frame]
-                raise error(frame, f"a decodable image: a frame of {MODALITY_NAMES[tracklet.modality]} tracklet of "
-                                   f"identity {tracklet.pid}, camera {tracklet.camid}", found=reason)
+                raise error(frame, f"a decodable image: {_described(owners[frame])}", found=reason)
             verified[frame] = signature
     finally:
         _save(cache_file, verified)
 
 
-def _undecodable(frame: str) -> str:
-    """Why ``frame`` cannot be decoded ("" when it can)."""
-    if os.path.getsize(frame) == 0:
+def _described(tracklet: Tracklet) -> str:
+    return (f"a frame of {MODALITY_NAMES[tracklet.modality]} tracklet of identity {tracklet.pid}, "
+            f"camera {tracklet.camid}")
+
+
+def _undecodable(frame: str, size: int) -> str:
+    """Why ``frame`` (of ``size`` bytes) cannot be decoded ("" when it can)."""
+    if size == 0:
         return "an empty (0-byte) file"
     try:
         with Image.open(frame) as image:

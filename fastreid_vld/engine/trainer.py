@@ -37,7 +37,7 @@ class VLDTrainer(DefaultTrainer):
       keeps it until it is beaten;
     - checkpoints carry the cross-modal sampler's seed, and ``--resume`` continues its stream after
       the batches already trained on: on the CPU a resumed run ends with the weights of the
-      uninterrupted one (tests/test_checkpoints.py).
+      uninterrupted one (tests/test_reliability.py).
     """
 
     def __init__(self, cfg: CfgNode) -> None:
@@ -65,18 +65,21 @@ class VLDTrainer(DefaultTrainer):
         """fast-reid's resume (weights, optimizer, scheduler, epoch from the newest readable
         checkpoint), plus the best metric so far for :class:`BestCheckpointer` and the training
         stream where the checkpoint left it."""
-        newest = self.checkpointer.get_checkpoint_file() if resume and self.checkpointer.has_checkpoint() else ""
+        if not (resume and self.checkpointer.has_checkpoint()):
+            self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
+            return
+        # as fast-reid's Checkpointer.resume_or_load, with the newest readable file looked up once
+        newest = self.checkpointer.get_checkpoint_file()
         if newest:
             check_same_model(self.model, newest)
-        checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
-        if resume and self.checkpointer.has_checkpoint():
-            self.start_epoch = checkpoint.get("epoch", -1) + 1
-            for hook in self._hooks:
-                if isinstance(hook, BestCheckpointer):
-                    hook.restore(checkpoint)
-            if isinstance(self._train_sampler, CrossModalSampler):  # seed loaded with the checkpoint
-                self._train_sampler.batches_done = self.start_epoch * self.iters_per_epoch
-                self._trainer._data_loader_iter = iter(self._trainer.data_loader)
+        checkpoint = self.checkpointer.load(newest)  # "": none readable, nothing loaded (fast-reid's behaviour)
+        self.start_epoch = checkpoint.get("epoch", -1) + 1
+        for hook in self._hooks:
+            if isinstance(hook, BestCheckpointer):
+                hook.restore(checkpoint)
+        if isinstance(self._train_sampler, CrossModalSampler):  # seed loaded with the checkpoint
+            self._train_sampler.batches_done = self.start_epoch * self.iters_per_epoch
+            self._trainer._data_loader_iter = iter(self._trainer.data_loader)
 
     def train(self):
         """fast-reid's training loop; a resumed run whose last checkpoint is the final one has nothing left."""

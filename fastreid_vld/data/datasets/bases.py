@@ -68,7 +68,6 @@ class VideoCrossModalDataset:
         self.auxiliary = auxiliary
         self.left_out = left_out
         self._check_not_empty()
-        self._check_frames_exist(train + test + (auxiliary or []))
         decode_every_frame(train + test + (auxiliary or []), self.root, DatasetFormatError)
         self._warn_single_modality_identities()
 
@@ -103,16 +102,6 @@ class VideoCrossModalDataset:
         if not path.exists():
             raise DatasetFormatError(path, what, found="nothing (missing)")
         return path
-
-    def _check_frames_exist(self, tracklets: list[Tracklet]) -> None:
-        """Every listed frame must be a file: checked once, here, before any worker starts."""
-        for tracklet in tracklets:
-            for frame in tracklet.frames:
-                if not os.path.isfile(frame):
-                    raise DatasetFormatError(
-                        frame, f"a frame of {MODALITY_NAMES[tracklet.modality]} tracklet of "
-                        f"identity {tracklet.pid}, camera {tracklet.camid} (listed by the index files)",
-                        found="no such file")
 
     def _warn_single_modality_identities(self) -> None:
         modalities: dict[object, set[int]] = {}
