@@ -247,20 +247,31 @@ def make_dataloader_host_safe(build: types.ModuleType) -> None:
 
 def make_amp_device_generic(train_loop: types.ModuleType) -> None:
     """``AMPTrainer`` asserts CUDA and uses the deprecated ``torch.cuda.amp`` API. Use
-    ``torch.autocast`` on the model's device with ``trainer.amp_dtype`` (float16 on CUDA with
-    a gradient scaler, bfloat16 elsewhere; the VLD trainer sets it from SOLVER.AMP.DTYPE)."""
+    ``torch.autocast`` on the model's device with ``trainer.amp_dtype`` (float16 with a gradient
+    scaler, on CUDA and on the CPU alike; bfloat16 without one; default float16 on CUDA, bfloat16
+    elsewhere; the VLD trainer sets it from SOLVER.AMP.DTYPE)."""
     import time
 
     AMPTrainer = train_loop.AMPTrainer
 
+    def autocast_dtype(self: AMPTrainer) -> tuple[str, torch.dtype]:
+        """(the model's device type, the autocast dtype)."""
+        device_type = next(self.model.parameters()).device.type
+        return device_type, getattr(self, "amp_dtype", None) or (
+            torch.float16 if device_type == "cuda" else torch.bfloat16)
+
+    def prepare_grad_scaler(self: AMPTrainer) -> torch.amp.GradScaler:
+        """The gradient scaler for the model's device (created once; enabled for float16 only), so
+        that it exists before the first step and its state can travel in checkpoints."""
+        device_type, dtype = self.autocast_dtype()
+        if self.grad_scaler is None or self.grad_scaler._device != device_type:
+            self.grad_scaler = torch.amp.GradScaler(device_type, enabled=dtype == torch.float16)
+        return self.grad_scaler
+
     def run_step(self: AMPTrainer) -> None:
         assert self.model.training, "[AMPTrainer] model was changed to eval mode!"
-        device_type = next(self.model.parameters()).device.type
-        dtype = getattr(self, "amp_dtype", None) or (
-            torch.float16 if device_type == "cuda" else torch.bfloat16)
-        if self.grad_scaler is None or self.grad_scaler._device != device_type:
-            self.grad_scaler = torch.amp.GradScaler(
-                device_type, enabled=(dtype == torch.float16 and device_type == "cuda"))
+        device_type, dtype = self.autocast_dtype()
+        grad_scaler = self.prepare_grad_scaler()
         start = time.perf_counter()
         data = next(self._data_loader_iter)
         data_time = time.perf_counter() - start
@@ -268,16 +279,18 @@ def make_amp_device_generic(train_loop: types.ModuleType) -> None:
             loss_dict = self.model(data)
             losses = sum(loss_dict.values())
         self.optimizer.zero_grad()
-        self.grad_scaler.scale(losses).backward()
+        grad_scaler.scale(losses).backward()
         self._write_metrics(loss_dict, data_time)
-        self.grad_scaler.step(self.optimizer)
-        self.grad_scaler.update()
+        grad_scaler.step(self.optimizer)
+        grad_scaler.update()
 
     def __init__(self: AMPTrainer, model, data_loader, optimizer, param_wrapper, grad_scaler=None):
         super(AMPTrainer, self).__init__(model, data_loader, optimizer, param_wrapper)
-        self.grad_scaler = grad_scaler  # created on the first step, once the device is known
+        self.grad_scaler = grad_scaler  # prepare_grad_scaler: once the device is known
 
     AMPTrainer.__init__ = __init__
+    AMPTrainer.autocast_dtype = autocast_dtype
+    AMPTrainer.prepare_grad_scaler = prepare_grad_scaler
     AMPTrainer.run_step = run_step
 
 

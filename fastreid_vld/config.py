@@ -176,8 +176,9 @@ def _add_solver_config(_C: CN) -> None:
     # Iterations per epoch (official VLD: 200). 0 keeps fast-reid's len(train set) // IMS_PER_BATCH.
     # Epoch-based keys (MAX_EPOCH, CHECKPOINT_PERIOD, TEST.EVAL_PERIOD) count these epochs.
     _C.SOLVER.ITERS_PER_EPOCH = 0
-    # Autocast dtype when SOLVER.AMP.ENABLED: "float16" (with a gradient scaler on CUDA)
-    # or "bfloat16" (CUDA or CPU). The official VLD code uses float16 on CUDA.
+    # Autocast dtype when SOLVER.AMP.ENABLED: "float16" (with a gradient scaler, whose state
+    # checkpoints carry) or "bfloat16" (no scaler); both on CUDA or the CPU. The official VLD code
+    # uses float16 on CUDA.
     _C.SOLVER.AMP.DTYPE = "float16"
     # SOLVER.SCHED "WarmupCosineEpochLR" (VLD, fastreid_vld/solver.py): set per epoch, linear warm-up
     # over these epochs from WARMUP_FACTOR x BASE_LR (every group), then cosine over MAX_EPOCH down

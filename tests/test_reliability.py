@@ -204,7 +204,7 @@ class _InterruptAfterEpoch(HookBase):
             raise _Interrupted
 
 
-def train(tmp_path, out: str, resume: bool = False, interrupt_after: int | None = None) -> None:
+def train(tmp_path, out: str, *opts, resume: bool = False, interrupt_after: int | None = None) -> None:
     from fastreid.utils.env import seed_all_rng
     from tiny_vld import tiny_cfg
 
@@ -212,7 +212,7 @@ def train(tmp_path, out: str, resume: bool = False, interrupt_after: int | None 
     cfg = tiny_cfg("DATASETS.NAMES", ("VCM",), "DATASETS.TESTS", ("VCM",), "DATASETS.ROOT", str(tmp_path),
                    "DATASETS.VCM.MIN_FRAMES", 1, "OUTPUT_DIR", str(tmp_path / out), "SOLVER.MAX_EPOCH", 3,
                    "SOLVER.CHECKPOINT_PERIOD", 1, "TEST.EVAL_PERIOD", 1, "MODEL.HEADS.NUM_CLASSES", 0,
-                   "DATALOADER.VVI_SAMPLER", "independent")
+                   "DATALOADER.VVI_SAMPLER", "independent", *opts)
     (tmp_path / out).mkdir(exist_ok=True)
     seed_all_rng(0)  # as tools/train_net.py does with SEED 0
     trainer = VLDTrainer(cfg)
@@ -222,23 +222,35 @@ def train(tmp_path, out: str, resume: bool = False, interrupt_after: int | None 
     trainer.train()
 
 
+#: float16 AMP on the CPU: the gradient scaler's scale and growth count must resume with the run
+AMP_FLOAT16 = ("SOLVER.AMP.ENABLED", True, "SOLVER.AMP.DTYPE", "float16")
+
+
 @pytest.mark.slow
-def test_a_resumed_run_ends_with_the_weights_of_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("opts", [(), AMP_FLOAT16], ids=["fp32", "amp-float16"])
+def test_a_resumed_run_ends_with_the_weights_of_the_uninterrupted_run(tmp_path, opts):
     from fastreid_vld.data.synthetic import SyntheticSize, write_vcm
     write_vcm(tmp_path / "HITSZ-VCM", SyntheticSize(train_ids=6, test_ids=2, cameras=2, min_frames=6, max_frames=8))
-    train(tmp_path, "whole")
+    train(tmp_path, "whole", *opts)
     with pytest.raises(_Interrupted):
-        train(tmp_path, "resumed", interrupt_after=0)
-    interrupted = read_checkpoint(tmp_path / "resumed" / "model_0000.pth")["model"]
-    train(tmp_path, "resumed", resume=True)
+        train(tmp_path, "resumed", *opts, interrupt_after=0)
+    interrupted = read_checkpoint(tmp_path / "resumed" / "model_0000.pth")
+    train(tmp_path, "resumed", *opts, resume=True)
     for name in ("model_final.pth", "model_best.pth"):
         whole = read_checkpoint(tmp_path / "whole" / name)
         resumed = read_checkpoint(tmp_path / "resumed" / name)
         assert whole["epoch"] == resumed["epoch"]
         for key, value in whole["model"].items():
             assert torch.equal(resumed["model"][key], value), (name, key)
-    final = read_checkpoint(tmp_path / "whole" / "model_final.pth")["model"]
-    assert not torch.equal(final["backbone.hub"], interrupted["backbone.hub"])  # it did train after the cut
+    final = read_checkpoint(tmp_path / "whole" / "model_final.pth")
+    assert not torch.equal(final["model"]["backbone.hub"], interrupted["model"]["backbone.hub"])  # it trained on
+    if opts:  # the scaler had left its initial state (scale 2**16, no growth counted) before the cut
+        fresh = torch.amp.GradScaler("cpu").state_dict()
+        cut = interrupted["grad_scaler"]
+        assert (cut["scale"], cut["_growth_tracker"]) != (fresh["scale"], fresh["_growth_tracker"])
+        assert read_checkpoint(tmp_path / "resumed" / "model_final.pth")["grad_scaler"] == final["grad_scaler"]
+    else:
+        assert "grad_scaler" not in final
 
 
 def test_the_sampler_continues_its_stream_after_the_batches_done():

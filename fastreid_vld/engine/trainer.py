@@ -28,16 +28,17 @@ class VLDTrainer(DefaultTrainer):
       epochs of 200 iterations); 0 keeps fast-reid's ``len(train set) // IMS_PER_BATCH``;
     - the VLD meta-architecture gets the official optimizer groups, and SOLVER.SCHED
       ``WarmupCosineEpochLR`` the official epoch schedule (solver.py);
-    - ``SOLVER.AMP.DTYPE`` chooses the autocast dtype of mixed-precision steps;
+    - ``SOLVER.AMP.DTYPE`` chooses the autocast dtype of mixed-precision steps (float16 with a
+      gradient scaler whose state checkpoints carry, on CUDA and on the CPU);
     - video visible-infrared data sets (``fastreid_vld.data``) get cross-modal tracklet
       loaders; fast-reid's image data sets keep fast-reid's loaders;
     - test loaders use ``DATALOADER.NUM_WORKERS`` (fast-reid's always start 4 workers);
     - ``model_best.pth`` is kept as the official VLD code keeps its best model: after every
       evaluation, ties going to the later epoch (:class:`BestCheckpointer`), and a resumed run
       keeps it until it is beaten;
-    - checkpoints carry the cross-modal sampler's seed, and ``--resume`` continues its stream after
-      the batches already trained on: on the CPU a resumed run ends with the weights of the
-      uninterrupted one (tests/test_reliability.py).
+    - checkpoints carry the cross-modal sampler's seed and the float16 gradient scaler, and
+      ``--resume`` continues the sampler's stream after the batches already trained on: on the CPU
+      a resumed run ends with the weights of the uninterrupted one (tests/test_reliability.py).
     """
 
     def __init__(self, cfg: CfgNode) -> None:
@@ -46,6 +47,9 @@ class VLDTrainer(DefaultTrainer):
         super().__init__(cfg)
         if cfg.SOLVER.AMP.ENABLED:
             self._trainer.amp_dtype = getattr(torch, cfg.SOLVER.AMP.DTYPE)
+            grad_scaler = self._trainer.prepare_grad_scaler()
+            if grad_scaler.is_enabled():  # float16: its scale and growth count resume with the run
+                self.checkpointer.checkpointables["grad_scaler"] = grad_scaler
         loader = getattr(self._trainer.data_loader, "loader", None)  # a cross-modal CheckedLoader
         self._train_sampler = getattr(loader, "batch_sampler", None)
         if isinstance(self._train_sampler, CrossModalSampler):
