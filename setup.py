@@ -16,7 +16,7 @@ setup(
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
-        "open_clip_torch>=2.20",
+        "open_clip_torch>=2.23",
         "numpy>=1.24",
         "pillow",
         "tqdm",

@@ -390,6 +390,61 @@ def make_checkpoints_safe(checkpoint_module: types.ModuleType) -> None:
     Checkpointer._load_file = lambda self, path: read_checkpoint(path)
 
 
+def make_metric_printer_safe(events: types.ModuleType) -> None:
+    """``CommonMetricPrinter`` estimates the ETA from the time since its last write divided by
+    the iterations since then, which is zero when it writes twice at one iteration (a one-iteration
+    epoch: after the step, then after the epoch): ZeroDivisionError. Skip the estimate then."""
+    printer = events.CommonMetricPrinter
+    write = printer.write
+
+    @functools.wraps(write)
+    def write_without_a_zero_interval(self) -> None:
+        if self._last_write is not None and self._last_write[0] == events.get_event_storage().iter:
+            self._last_write = None
+        write(self)
+
+    printer.write = write_without_a_zero_interval
+
+
+class _WidthFlipAveraged(torch.nn.Module):
+    """A model whose outputs are the mean of the model's on the batch and on its width-flipped
+    copy (the last dimension of images [B, 3, H, W] and of tracklets [B, T, 3, H, W] alike)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: dict) -> torch.Tensor:
+        flipped = {**inputs, "images": inputs["images"].flip(dims=[-1])}
+        return (self.model(inputs) + self.model(flipped)) / 2  # [B, D]
+
+
+def make_flip_test_width_wise(evaluator: types.ModuleType) -> None:
+    """``inference_on_dataset(..., flip_test=True)`` (TEST.FLIP.ENABLED) flips dimension 3: the
+    width of images [B, 3, H, W] but the height of tracklets [B, T, 3, H, W], so video features
+    were averaged with those of upside-down frames. Flip the last dimension instead."""
+    inference_on_dataset = evaluator.inference_on_dataset
+
+    @functools.wraps(inference_on_dataset)
+    def flipping_the_width(model, data_loader, dataset_evaluator, flip_test: bool = False):
+        if flip_test:
+            model = _WidthFlipAveraged(model)
+        return inference_on_dataset(model, data_loader, dataset_evaluator, flip_test=False)
+
+    evaluator.inference_on_dataset = flipping_the_width
+
+
+def report_installed_version(fastreid: types.ModuleType) -> None:
+    """fastreid 1.4.0 says ``__version__ = "1.3"``, which the environment dump of every run shows:
+    take the version of the installed distribution."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        fastreid.__version__ = version("fastreid")
+    except PackageNotFoundError:  # a source checkout on sys.path: keep what it says
+        pass
+
+
 # --------------------------------------------------------------------------- wiring
 
 #: module name -> the adaptation applied to it right after it is first executed.
@@ -402,6 +457,9 @@ AFTER_IMPORT: dict[str, Callable[[types.ModuleType], None]] = {
     "fastreid.engine.launch": make_launch_device_generic,
     "fastreid.engine.defaults": make_ddp_device_generic,
     "fastreid.utils.checkpoint": make_checkpoints_safe,
+    "fastreid.utils.events": make_metric_printer_safe,
+    "fastreid.evaluation.evaluator": make_flip_test_width_wise,
+    "fastreid": report_installed_version,
 }
 
 

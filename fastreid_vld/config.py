@@ -51,13 +51,25 @@ def _int_as_float(cfg: CN, key: str, value: str) -> str:
 
 #: (key, smallest value): settings below which training cannot run.
 MINIMUMS = (("INPUT.SEQ_LEN", 1), ("DATALOADER.NUM_INSTANCE", 1), ("SOLVER.MAX_EPOCH", 1),
-            ("SOLVER.IMS_PER_BATCH", 1), ("TEST.IMS_PER_BATCH", 1))
+            ("SOLVER.ITERS_PER_EPOCH", 0), ("SOLVER.LOG_PERIOD", 1), ("SOLVER.IMS_PER_BATCH", 1),
+            ("TEST.IMS_PER_BATCH", 1))
+
+
+#: MODEL.BACKBONE.DEPTH values that fast-reid 1.4.0's builders accept (each looks DEPTH up in
+#: tables of its own and fails there with a bare KeyError on any other value).
+BACKBONE_DEPTHS = {
+    "build_resnet_backbone": ("18x", "34x", "50x", "101x"),
+    "build_resnest_backbone": ("50x", "101x", "200x", "269x"),
+    "build_resnext_backbone": ("50x", "101x"),
+    "build_osnet_backbone": ("x1_0", "x0_75", "x0_5", "x0_25"),
+    "build_vit_backbone": ("small", "base"),
+}
 
 
 def check_config(cfg: CN) -> None:
     """Settings fast-reid would only fail on deep inside a build or a step: registry names
-    (MODEL.META_ARCHITECTURE, MODEL.BACKBONE.NAME, MODEL.HEADS.NAME, DATASETS.NAMES / TESTS) and
-    counts that must be positive; one :class:`ConfigError` naming the key."""
+    (MODEL.META_ARCHITECTURE, MODEL.BACKBONE.NAME, MODEL.HEADS.NAME, DATASETS.NAMES / TESTS), the
+    backbone's DEPTH and counts that must be positive; one :class:`ConfigError` naming the key."""
     from fastreid.data.datasets import DATASET_REGISTRY
     from fastreid.modeling.backbones import BACKBONE_REGISTRY
     from fastreid.modeling.heads import REID_HEADS_REGISTRY
@@ -75,6 +87,10 @@ def check_config(cfg: CN) -> None:
             except KeyError:
                 registered = ", ".join(sorted(registry._obj_map))  # fast-reid's Registry has no name list
                 raise ConfigError(f"{key}: nothing named {name!r}; registered: {registered}") from None
+    depths = BACKBONE_DEPTHS.get(cfg.MODEL.BACKBONE.NAME, (cfg.MODEL.BACKBONE.DEPTH,))
+    if cfg.MODEL.BACKBONE.DEPTH not in depths:
+        raise ConfigError(f"MODEL.BACKBONE.DEPTH {cfg.MODEL.BACKBONE.DEPTH!r}: {cfg.MODEL.BACKBONE.NAME} builds "
+                          f"the depths {', '.join(depths)}")
     for key, smallest in MINIMUMS:
         value = cfg
         for part in key.split("."):
@@ -176,6 +192,9 @@ def _add_solver_config(_C: CN) -> None:
     # Iterations per epoch (official VLD: 200). 0 keeps fast-reid's len(train set) // IMS_PER_BATCH.
     # Epoch-based keys (MAX_EPOCH, CHECKPOINT_PERIOD, TEST.EVAL_PERIOD) count these epochs.
     _C.SOLVER.ITERS_PER_EPOCH = 0
+    # Iterations between two lines of losses, learning rate and ETA in the log and metrics.json
+    # (fast-reid writes every 200, a whole official VLD epoch); they are also written after every epoch.
+    _C.SOLVER.LOG_PERIOD = 20
     # Autocast dtype when SOLVER.AMP.ENABLED: "float16" (with a gradient scaler, whose state
     # checkpoints carry) or "bfloat16" (no scaler); both on CUDA or the CPU. The official VLD code
     # uses float16 on CUDA.

@@ -190,3 +190,48 @@ def test_distributed_worker_destroys_its_process_group(monkeypatch):
     compat._distributed_worker(0, lambda: seen.append(dist.get_backend()), 1, 1, 0, f"tcp://127.0.0.1:{port}", ())
     assert seen == ["gloo" if not torch.cuda.is_available() else "nccl"]
     assert not dist.is_initialized()  # left to interpreter exit, gloo's threads can abort the process
+
+
+class _RecordingModel(torch.nn.Module):
+    """Returns each tracklet's images summed over everything but the width: [B, W]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = []
+
+    def forward(self, inputs):
+        self.seen.append(inputs["images"].clone())
+        return inputs["images"].sum(dim=(1, 2, 3))  # [B, T, 3, H, W] -> [B, W]
+
+
+def test_the_flip_test_flips_tracklets_along_their_width():
+    from fastreid.evaluation import DatasetEvaluator, inference_on_dataset
+
+    class Keep(DatasetEvaluator):
+        def reset(self):
+            self.outputs = []
+
+        def process(self, inputs, outputs):
+            self.outputs.append(outputs)
+
+        def evaluate(self):
+            return {}
+
+    images = torch.arange(2 * 3 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 3, 4, 5)  # [B, T, 3, H, W]
+    model, keep = _RecordingModel(), Keep()
+    loader = torch.utils.data.DataLoader([images], batch_size=None, collate_fn=lambda batch: {"images": batch})
+    inference_on_dataset(model, loader, keep, flip_test=True)
+    assert [seen.shape for seen in model.seen] == [images.shape] * 2
+    assert torch.equal(model.seen[1], images.flip(dims=[-1]))  # not dimension 3, the height of a tracklet
+    assert torch.equal(keep.outputs[0], (images.sum(dim=(1, 2, 3)) + images.flip(-1).sum(dim=(1, 2, 3))) / 2)
+
+
+def test_the_metric_printer_writes_twice_at_one_iteration():
+    from fastreid.utils.events import CommonMetricPrinter, EventStorage
+
+    printer = CommonMetricPrinter(max_iter=1)
+    with EventStorage(0) as storage:
+        storage.epoch = 0  # as fast-reid's trainer sets it
+        storage.put_scalar("total_loss", 1.0)
+        printer.write()
+        printer.write()  # a one-iteration epoch: after the step, then after the epoch (was ZeroDivisionError)

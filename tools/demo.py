@@ -36,7 +36,7 @@ HEADER = ("| direction | chance Rank-1 | untrained Rank-1 / mAP | trained Rank-1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path("datasets/demo"), help="DATASETS.ROOT of the set")
     parser.add_argument("--output", type=Path, default=Path("output/demo"), help="OUTPUT_DIR of the training")
     parser.add_argument("--config-file", default="configs/VLD/demo.yml")

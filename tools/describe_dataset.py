@@ -28,7 +28,7 @@ from fastreid_vld.data.datasets import DatasetFormatError  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, choices=["VCM", "BUPTCampus"])
     parser.add_argument("--root", required=True)
     parser.add_argument("--json", action="store_true", help="print the counts as one JSON object")

@@ -26,7 +26,7 @@ from fastreid_vld.data.synthetic_persons import RENDERER_VERSION, SyntheticPerso
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, type=Path, help="DATASETS.ROOT to write under")
     parser.add_argument("--layout", choices=["vcm", "bupt"], default="vcm")
     parser.add_argument("--train-ids", type=int, default=24)

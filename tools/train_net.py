@@ -40,17 +40,27 @@ def setup(args):
     cfg = merge_config(add_vld_config(get_cfg()), args.config_file, args.opts)
     check_config(cfg)
     check_output_dir(cfg.OUTPUT_DIR)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logging.getLogger("fastreid_vld").warning("MODEL.DEVICE=%s but CUDA is not available: using cpu",
-                                                  cfg.MODEL.DEVICE)
-        cfg.MODEL.DEVICE = "cpu"
+    # the plugin's own messages (warnings below, data-set and evaluation tables) in the console and log.txt
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fastreid_vld")
+    fall_back_to_cpu(cfg)
     cfg.freeze()
     default_setup(cfg, args)
-    # the plugin's own messages (data-set tables, evaluation tables) in the console and log.txt too
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fastreid_vld")
     if cfg.SEED >= 0:  # after default_setup, which draws a random seed
         seed_all_rng(cfg.SEED + comm.get_rank())
     return cfg
+
+
+def fall_back_to_cpu(cfg) -> None:
+    """MODEL.DEVICE cuda without CUDA: the CPU, and full precision (float16 autocast is slow there)."""
+    if not cfg.MODEL.DEVICE.startswith("cuda") or torch.cuda.is_available():
+        return
+    logger = logging.getLogger("fastreid_vld")
+    logger.warning("MODEL.DEVICE=%s but CUDA is not available: using cpu", cfg.MODEL.DEVICE)
+    cfg.MODEL.DEVICE = "cpu"
+    if cfg.SOLVER.AMP.ENABLED:
+        logger.warning("SOLVER.AMP.ENABLED turned off on the CPU fallback (set MODEL.DEVICE cpu to keep %s "
+                       "autocast on the CPU)", cfg.SOLVER.AMP.DTYPE)
+        cfg.SOLVER.AMP.ENABLED = False
 
 
 def check_output_dir(output_dir: str) -> None:
@@ -95,7 +105,9 @@ def checked_main(args):
     try:
         return main(args)
     except INPUT_ERRORS as error:
-        logging.getLogger("fastreid_vld").error("%s", error)
+        logger = logging.getLogger("fastreid_vld")
+        if logger.handlers:  # set up: the error goes to log.txt too (before, Python would print it bare)
+            logger.error("%s", error)
         raise SystemExit(f"error: {error}") from None
     except FloatingPointError as error:  # fast-reid's check of every step's losses
         reason = str(error).splitlines()[0]

@@ -74,7 +74,7 @@ def test_features(cfg, model: torch.nn.Module, dataset_name: str):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--direction", default="IR->VIS")

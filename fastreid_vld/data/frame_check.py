@@ -30,34 +30,57 @@ def cache_folder() -> Path:
     return Path(os.environ.get("FASTREID_VLD_CACHE", Path.home() / ".cache" / "fastreid_vld"))
 
 
+#: frames checked without a progress bar (a few seconds' work at most)
+QUIET_BELOW = 1000
+#: failing frames named in the error (all of them are counted)
+NAMED = 10
+
+
 def decode_every_frame(tracklets: list[Tracklet], folder: Path, error: type[Exception]) -> None:
     """Check that each frame of ``tracklets`` exists and decode those not decoded before (cache keyed
-    by ``folder``); the first that fails raises ``error(frame, expected, found=...)`` (a DatasetFormatError)."""
+    by ``folder``). Missing frames (then undecodable ones) raise one ``error(frame, expected, found=...)``
+    (a DatasetFormatError) naming the first, with how many fail and the first :data:`NAMED` of them."""
     cache_file = cache_folder() / f"frames-{hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]}.json"
     try:
         verified = json.loads(cache_file.read_text())
     except (OSError, ValueError):
         verified = {}
     owners = {frame: tracklet for tracklet in tracklets for frame in tracklet.frames}
-    pending = []
-    for frame, tracklet in owners.items():
+    pending, missing = [], []
+    for frame in tqdm(owners, desc=f"checking the {len(owners)} frames of {folder}", unit="frame",
+                      disable=len(owners) < QUIET_BELOW):
         try:
             stat = os.stat(frame)
         except OSError:
-            raise error(frame, f"{_described(tracklet)} (listed by the index files)", found="no such file") from None
+            missing.append((frame, "no such file"))
+            continue
         if verified.get(frame) != [stat.st_size, stat.st_mtime_ns]:
             pending.append((frame, [stat.st_size, stat.st_mtime_ns]))
-    if not pending:
-        return
+    if missing:
+        raise _failures(error, missing, f"{_described(owners[missing[0][0]])} (listed by the index files)")
+    undecodable = []
     try:
         for frame, signature in tqdm(pending, desc=f"decoding {len(pending)} new frames of {folder}",
-                                     disable=len(pending) < 1000):
+                                     unit="frame", disable=len(pending) < QUIET_BELOW):
             reason = _undecodable(frame, size=signature[0])
             if reason:
-                raise error(frame, f"a decodable image: {_described(owners[frame])}", found=reason)
-            verified[frame] = signature
+                undecodable.append((frame, reason))
+            else:
+                verified[frame] = signature
     finally:
         _save(cache_file, verified)
+    if undecodable:
+        raise _failures(error, undecodable, f"a decodable image: {_described(owners[undecodable[0][0]])}")
+
+
+def _failures(error: type[Exception], failures: list[tuple[str, str]], expected: str) -> Exception:
+    """One error for every (frame, reason) of ``failures``: the first in full, the others counted
+    and the first :data:`NAMED` of them listed."""
+    (frame, reason), others = failures[0], failures[1:]
+    if others:
+        listed = ", ".join(other for other, _ in others[:NAMED])
+        reason += f"; {len(others)} more frames fail the same way ({listed}{', ...' if len(others) > NAMED else ''})"
+    return error(frame, expected, found=reason)
 
 
 def _described(tracklet: Tracklet) -> str:

@@ -57,14 +57,16 @@ class VLDLoss:
     def from_config(cls, cfg: CfgNode) -> VLDLoss:
         return cls(dict(cfg.MODEL.LOSSES.VLD), cfg.MODEL.LOSSES.CE.EPSILON)
 
-    def check_sources(self, feature_names: tuple[str, ...], logit_names: tuple[str, ...]) -> None:
-        """Raise if a term with a weight reads an output the model does not compute."""
+    def drop_unavailable(self, feature_names: tuple[str, ...], logit_names: tuple[str, ...]) -> list[str]:
+        """Stop computing the weighted terms that read an output the model does not compute (the
+        STP terms on another backbone, the STA terms without STA); their weight keys, for the log."""
+        dropped = []
         for name, term in TERMS.items():
             available = logit_names if term.kind == "ce" else feature_names
             if self.weights[name] > 0 and term.source not in available:
-                raise ValueError(f"MODEL.LOSSES.VLD.{term.weight_key} = {self.weights[name]} needs the model's "
-                                 f"{term.source!r} {'logits' if term.kind == 'ce' else 'feature'}, which this "
-                                 f"backbone/head does not compute ({', '.join(available)}): set it to 0")
+                self.weights[name] = 0.0
+                dropped.append(f"MODEL.LOSSES.VLD.{term.weight_key}")
+        return dropped
 
     def __call__(self, outputs: dict, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         losses = {}

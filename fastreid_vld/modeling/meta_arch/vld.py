@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from fastreid.config import CfgNode, configurable
 from fastreid.modeling.backbones import build_backbone
@@ -9,9 +11,13 @@ from fastreid.modeling.heads import build_heads
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 from torch import nn
 
+from ..backbones.stp import is_stp_backbone
+from ..backbones.width import with_measured_width
 from ..losses import VLDLoss
 
 __all__ = ["VLD"]
+
+logger = logging.getLogger(__name__)
 
 
 @META_ARCH_REGISTRY.register()
@@ -36,13 +42,19 @@ class VLD(nn.Module):
         self.heads = heads
         self.seq_len = seq_len
         self.loss = loss
-        loss.check_sources(heads.feature_names, heads.logit_names)
+        dropped = loss.drop_unavailable(heads.feature_names, heads.logit_names)
+        if dropped:
+            logger.info("Loss terms dropped, their outputs are not computed by %s with %s: %s",
+                        type(backbone).__name__, type(heads).__name__, ", ".join(dropped))
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, -1, 1, 1), persistent=False)
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
-        return {"backbone": build_backbone(cfg), "heads": build_heads(cfg), "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+        backbone = build_backbone(cfg)
+        if not is_stp_backbone(cfg):  # a fast-reid backbone: the head takes its measured width
+            cfg = with_measured_width(cfg, backbone)
+        return {"backbone": backbone, "heads": build_heads(cfg), "pixel_mean": cfg.MODEL.PIXEL_MEAN,
                 "pixel_std": cfg.MODEL.PIXEL_STD, "seq_len": cfg.INPUT.SEQ_LEN, "loss": VLDLoss.from_config(cfg)}
 
     @property
