@@ -108,13 +108,31 @@ def test_num_classes_must_be_set():
         build_heads(tiny_cfg("MODEL.HEADS.NUM_CLASSES", 0))
 
 
-def test_resnet50_config_trains_a_few_steps():
-    """configs/VLD/r50_imlp_vcm.yml as shipped, but random weights, the tiny text tower and 64x32 frames."""
+def shipped_cnn_config(config: str):
+    """A configs/VLD/ CNN config as shipped, but random weights, the tiny text tower and 64x32 frames."""
+    return tiny_cfg("MODEL.BACKBONE.PRETRAIN", False, "MODEL.CLIP.NAME", "configs/VLD/clip_tiny.json",
+                    "MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", [64, 32], "INPUT.SIZE_TEST", [64, 32],
+                    config=f"configs/VLD/{config}")
+
+
+@pytest.mark.parametrize(("config", "backbone", "width"), [
+    ("vcm_r50_ibn.yml", "build_resnet_backbone", 2048), ("bupt_r50_ibn.yml", "build_resnet_backbone", 2048),
+    ("vcm_osnet.yml", "build_osnet_backbone", 512), ("bupt_osnet.yml", "build_osnet_backbone", 512)])
+def test_the_cnn_configs_build_their_backbone_under_the_imlp_head(config, backbone, width):
+    from fastreid.modeling import build_model
+    cfg = shipped_cnn_config(config)
+    assert cfg.MODEL.BACKBONE.NAME == backbone and cfg.DATASETS.NAMES == (("VCM",) if "vcm" in config
+                                                                          else ("BUPTCampus",))
+    model = build_model(cfg)
+    assert model.heads.classifier.bn.num_features == width == model.heads.projection.in_features
+    assert set(model.train()(random_batch())) == {"loss_cls", "loss_cls_proj", "loss_text", "loss_triplet",
+                                                  "loss_triplet_proj"}
+
+
+def test_resnet50_ibn_config_trains_a_few_steps():
     torch.manual_seed(0)
-    cfg = tiny_cfg("MODEL.BACKBONE.PRETRAIN", False, "MODEL.CLIP.NAME", "configs/VLD/clip_tiny.json",
-                   "MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", [64, 32], "INPUT.SIZE_TEST", [64, 32],
-                   config="configs/VLD/r50_imlp_vcm.yml")
-    assert cfg.MODEL.BACKBONE.NAME == "build_resnet_backbone" and cfg.MODEL.BACKBONE.DEPTH == "50x"
+    cfg = shipped_cnn_config("vcm_r50_ibn.yml")
+    assert cfg.MODEL.BACKBONE.WITH_IBN and cfg.MODEL.BACKBONE.DEPTH == "50x"
     from fastreid.modeling import build_model
 
     from fastreid_vld.solver import build_vld_optimizer
