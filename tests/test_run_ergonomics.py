@@ -1,11 +1,13 @@
 """What a fast-reid user meets around a run: the shortest runs finish, the plugin's lines reach
-log.txt, the writer period is a key, a CUDA config on a CPU machine runs in full precision, the
+log.txt, the writer period is a key, a CUDA config on a CPU machine runs in full precision with as
+many loader workers as CPUs, the
 environment dump names the installed fastreid, frame problems are all counted in one error, and
 the flip test flips tracklets along their width."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -49,14 +51,18 @@ def test_losses_are_written_every_log_period_iterations(vcm_root, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the fallback happens only on a machine without CUDA")
 def test_a_cuda_config_on_a_cpu_machine_runs_in_full_precision_and_says_so(vcm_root, tmp_path):
+    """The paper configs' settings on this machine: CUDA with float16 AMP, 8 workers (here 64)."""
     process = train_net(vcm_root, tmp_path, "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "1",
-                        "MODEL.DEVICE", "cuda", "SOLVER.AMP.ENABLED", "True")
+                        "MODEL.DEVICE", "cuda", "SOLVER.AMP.ENABLED", "True", "DATALOADER.NUM_WORKERS", "64")
     assert process.returncode == 0, process.stderr[-3000:]
     log = (tmp_path / "log.txt").read_text()
     assert "fastreid_vld WARNING: MODEL.DEVICE=cuda but CUDA is not available: using cpu" in log
     assert "fastreid_vld WARNING: SOLVER.AMP.ENABLED turned off on the CPU fallback" in log
+    cpus = len(os.sched_getaffinity(0))
+    assert f"fastreid_vld INFO: DATALOADER.NUM_WORKERS 64 lowered to {cpus}, the CPUs" in log
     dumped = (tmp_path / "config.yaml").read_text()
     assert "DEVICE: cpu" in dumped and "AMP:\n    DTYPE: float16\n    ENABLED: false" in dumped
+    assert f"NUM_WORKERS: {cpus}\n" in dumped
 
 
 def test_the_environment_dump_names_the_installed_fastreid():

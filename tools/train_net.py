@@ -43,6 +43,7 @@ def setup(args):
     # the plugin's own messages (warnings below, data-set and evaluation tables) in the console and log.txt
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fastreid_vld")
     fall_back_to_cpu(cfg)
+    cap_workers(cfg)
     cfg.freeze()
     default_setup(cfg, args)
     if cfg.SEED >= 0:  # after default_setup, which draws a random seed
@@ -61,6 +62,16 @@ def fall_back_to_cpu(cfg) -> None:
         logger.warning("SOLVER.AMP.ENABLED turned off on the CPU fallback (set MODEL.DEVICE cpu to keep %s "
                        "autocast on the CPU)", cfg.SOLVER.AMP.DTYPE)
         cfg.SOLVER.AMP.ENABLED = False
+
+
+def cap_workers(cfg) -> None:
+    """DATALOADER.NUM_WORKERS above the CPUs this process may use: as many workers as CPUs (more only
+    compete for them; PyTorch warns), with a log line."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cfg.DATALOADER.NUM_WORKERS > cpus:
+        logging.getLogger("fastreid_vld").info("DATALOADER.NUM_WORKERS %d lowered to %d, the CPUs this machine gives "
+                                               "the run", cfg.DATALOADER.NUM_WORKERS, cpus)
+        cfg.DATALOADER.NUM_WORKERS = cpus
 
 
 def check_output_dir(output_dir: str) -> None:
