@@ -127,9 +127,9 @@ def _add_data_config(_C: CN) -> None:
     # pair once per pass, identities seen by fewer cameras never drawn) or "balanced" (every
     # identity once per pass, tracklets without replacement).
     _C.DATALOADER.VVI_SAMPLER = "balanced"
-    # VI-ReID channel augmentations (the pad/crop/flip use fast-reid's INPUT.PADDING.SIZE).
+    # VI-ReID channel augmentations; the pad/crop, flip and random erasing before them are fast-reid's
+    # INPUT.PADDING.*, INPUT.FLIP.* and INPUT.REA.* (fastreid_vld/data/build.py, transforms.py).
     _C.INPUT.VVI_AUG = CN()
-    _C.INPUT.VVI_AUG.ERASE_PROB = 0.5            # channel random erasing probability (official 0.5)
     _C.INPUT.VVI_AUG.IR_GRAY_PROB = 0.5          # infrared: grayscale probability when no channel is copied
     _C.INPUT.VVI_AUG.SAME_ACROSS_TRACKLET = False  # one draw per tracklet instead of per frame (official)
     # HITSZ-VCM: tracklets shorter than this are left out of train, query and gallery (original: 12).
@@ -207,7 +207,8 @@ def _add_solver_config(_C: CN) -> None:
 
 def _add_test_config(_C: CN) -> None:
     # Video cross-modal data sets also accept TEST.METRIC "inner_product" (distance -q.g, the
-    # data sets' original evaluation code) besides fast-reid's "cosine" and "euclidean".
+    # data sets' original evaluation code) besides fast-reid's "cosine" and "euclidean", for plain
+    # retrieval; AQE and re-ranking use cosine whatever it says (fastreid_vld/evaluation/distances.py).
     # CMC length: Rank-k reported up to this k (the originals: 20), cut at the gallery size.
     _C.TEST.MAX_RANK = 20
     # Result copied to results["metric"], by which model_best.pth is kept (VLD selects by

@@ -20,7 +20,7 @@ from fastreid_vld.data.synthetic import SyntheticSize, write_vcm
 @pytest.fixture(scope="module")
 def vcm_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("vcm")
-    write_vcm(root / "HITSZ-VCM", SyntheticSize(train_ids=4, test_ids=2, cameras=2, min_frames=6, max_frames=8))
+    write_vcm(root / "HITSZ-VCM", SyntheticSize(train_ids=4, test_ids=6, cameras=2, min_frames=6, max_frames=8))
     return root
 
 
@@ -30,14 +30,36 @@ def train_net(root, output_dir, *opts: str):
                       "OUTPUT_DIR", str(output_dir), *opts, timeout=300)
 
 
-def test_a_one_epoch_one_iteration_run_finishes_and_logs_the_plugin_lines(vcm_root, tmp_path):
-    process = train_net(vcm_root, tmp_path, "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "1")
+@pytest.fixture(scope="module")
+def one_iteration_run(vcm_root, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("one-iteration")
+    process = train_net(vcm_root, output_dir, "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "1")
+    return process, output_dir
+
+
+def test_a_one_epoch_one_iteration_run_finishes_and_logs_the_plugin_lines(one_iteration_run):
+    process, output_dir = one_iteration_run
     assert process.returncode == 0, process.stderr[-3000:]
-    log = (tmp_path / "log.txt").read_text()
+    log = (output_dir / "log.txt").read_text()
     for logger in ("fastreid_vld.data.build", "fastreid_vld.evaluation.vvi_evaluator"):
         assert f"] {logger} INFO: " in log, logger
     assert "| IR->VIS " in log  # the evaluator's table
-    assert (tmp_path / "model_final.pth").is_file()
+    assert (output_dir / "model_final.pth").is_file()
+
+
+def test_eval_only_with_re_ranking_changes_the_results_of_the_default_distance(vcm_root, one_iteration_run,
+                                                                                tmp_path):
+    """tiny.yml's TEST.METRIC is the official inner product: re-ranking used to change nothing there."""
+    weights = str(one_iteration_run[1] / "model_final.pth")
+    results = {}
+    for name, opts in (("plain", ()), ("rerank", ("TEST.RERANK.ENABLED", "True"))):
+        process = train_net(vcm_root, tmp_path / name, "--eval-only", "MODEL.WEIGHTS", weights, *opts)
+        assert process.returncode == 0, process.stderr[-3000:]
+        results[name] = json.loads((tmp_path / name / "eval_results.json").read_text())["VCM"]
+    assert results["plain"]["settings"] == "distance inner_product"
+    assert results["rerank"]["settings"].startswith("distance cosine (TEST.METRIC inner_product is for plain")
+    plain, rerank = (results[name]["directions"]["IR->VIS"] for name in ("plain", "rerank"))
+    assert (plain["mAP"], plain["cmc"]) != (rerank["mAP"], rerank["cmc"])
 
 
 def test_losses_are_written_every_log_period_iterations(vcm_root, tmp_path):

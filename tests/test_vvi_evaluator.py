@@ -154,18 +154,22 @@ def test_every_direction_equals_evaluate_vvi_on_independent_features(data_root, 
         assert entry["mINP"] == pytest.approx(results[f"{direction}/mINP"])
 
 
-def test_reranking_on_equals_fast_reid_reranking_then_evaluate_vvi(data_root, tmp_path):
-    opts = ("TEST.METRIC", "cosine", "TEST.RERANK.ENABLED", True, "TEST.RERANK.K1", 6, "TEST.RERANK.K2", 2)
+@pytest.mark.parametrize("metric", ["inner_product", "cosine", "euclidean"])
+def test_reranking_equals_fast_reid_cosine_reranking_then_evaluate_vvi_whatever_the_metric(data_root, tmp_path,
+                                                                                          metric):
+    opts = ("TEST.METRIC", metric, "TEST.RERANK.ENABLED", True, "TEST.RERANK.K1", 6, "TEST.RERANK.K2", 2)
     cfg = config(data_root, tmp_path, *opts)
     reranked = evaluate(cfg, "VCM")
     features, dataset = independent_features(cfg, "VCM")
     expected = expected_results(features, dataset, reranked_cosine)
     for key, value in expected.items():
         assert reranked[key] == pytest.approx(value, abs=1e-9), key
-    plain = evaluate(config(data_root, tmp_path, "TEST.METRIC", "cosine"), "VCM")
+    settings = json.loads((tmp_path / "eval_results.json").read_text())["VCM"]["settings"]
+    assert settings.startswith("distance cosine") and "re-ranking" in settings
+    plain = evaluate(config(data_root, tmp_path, "TEST.METRIC", metric), "VCM")
     assert plain != reranked
     settings = json.loads((tmp_path / "eval_results.json").read_text())["VCM"]["settings"]
-    assert "cosine" in settings and "re-ranking" not in settings  # the last evaluation's
+    assert settings == f"distance {metric}"  # the last evaluation's
 
 
 def test_reverse_direction_reuse_holds_for_fast_reid_jaccard(data_root, tmp_path):
@@ -257,15 +261,23 @@ def test_features_out_of_test_order_are_a_clear_error(data_root, tmp_path):
 @pytest.mark.parametrize("opts, message", [
     (("TEST.METRIC", "hamming"), "TEST.METRIC must be one of"),
     (("TEST.SELECT_BY", "IR->VIS/Rank-2"), "TEST.SELECT_BY 'IR->VIS/Rank-2' is not a result of VCM"),
-    (("TEST.FLIP.ENABLED", True), "dimension 3 of the batch, which for .* is the frame height"),
 ])
 def test_bad_settings_are_clear_errors(data_root, tmp_path, opts, message):
     with pytest.raises(ValueError, match=message):
         evaluate(config(data_root, tmp_path, *opts), "VCM")
 
 
-def test_reranking_an_unbounded_inner_product_is_warned_about(data_root, tmp_path, caplog):
-    cfg = config(data_root, tmp_path, "TEST.RERANK.ENABLED", True, "TEST.RERANK.K1", 6, "TEST.RERANK.K2", 2)
-    with caplog.at_level(logging.WARNING, logger="fastreid_vld"):
-        VLDTrainer.build_evaluator(cfg, "VCM")
-    assert "TEST.RERANK with TEST.METRIC inner_product" in caplog.text
+@pytest.mark.parametrize("opts, says", [
+    (("TEST.RERANK.ENABLED", True), "TEST.METRIC inner_product is for plain retrieval: AQE and re-ranking run as"),
+    (("TEST.AQE.ENABLED", True, "TEST.METRIC", "euclidean"), "TEST.METRIC euclidean is for plain retrieval"),
+    (("TEST.RERANK.ENABLED", True, "TEST.METRIC", "cosine"), None),
+    ((), None),
+])
+def test_one_log_line_says_aqe_and_reranking_use_the_cosine_distance(data_root, tmp_path, caplog, opts, says):
+    with caplog.at_level(logging.INFO, logger="fastreid_vld"):
+        VLDTrainer.build_evaluator(config(data_root, tmp_path, *opts), "VCM")
+    lines = [r.getMessage() for r in caplog.records if "is for plain retrieval" in r.getMessage()]
+    if says is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and lines[0].startswith(says) and "cosine distance" in lines[0]

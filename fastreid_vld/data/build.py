@@ -6,6 +6,11 @@ that range slightly),
 ``targets`` int64 (train: labels 0..C-1 in pid order), ``camids`` int64, ``modalities`` int64
 (0 visible, 1 infrared), ``img_paths`` (per tracklet, the T frame paths used).
 Train batches: the visible block, then the infrared block, identities in the same order.
+
+fast-reid's data keys either take effect (INPUT.SIZE_TRAIN / SIZE_TEST, INPUT.PADDING.ENABLED /
+SIZE, INPUT.FLIP.ENABLED / PROB, INPUT.REA.ENABLED / PROB / VALUE, DATALOADER.NUM_INSTANCE /
+NUM_WORKERS) or, set to anything but the value that leaves them off (:data:`TRAIN_KEYS_NOT_HONOURED`),
+are refused with one :class:`~fastreid_vld.config.ConfigError` before anything is built.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,12 +30,44 @@ from fastreid.utils import comm
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from ..config import ConfigError
 from .datasets import VideoCrossModalDataset
 from .samplers import build_cross_modal_sampler
 from .tracklets import Tracklet, test_frame_indices, train_frame_indices
 from .transforms import TrainFrameAugmentation
 
 logger = logging.getLogger(__name__)
+
+
+#: What the video pipeline augments tracklet frames with (transforms.py), named in refusals.
+VIDEO_AUGMENTATIONS = "tracklet frames are augmented by INPUT.PADDING.*, INPUT.FLIP.*, INPUT.REA.* and INPUT.VVI_AUG.*"
+#: fast-reid data keys the video loaders do not implement, read at test and training time:
+#: (key, the value that leaves it off, what the video pipeline does instead).
+FRAME_KEYS_NOT_HONOURED = (
+    ("INPUT.CROP.ENABLED", False, "tracklet frames are resized to INPUT.SIZE_TRAIN / SIZE_TEST, never "
+     "crop-resized; training crops come from INPUT.PADDING.ENABLED / SIZE"),
+)
+#: ... and those read at training time only.
+TRAIN_KEYS_NOT_HONOURED = FRAME_KEYS_NOT_HONOURED + (
+    ("INPUT.PADDING.MODE", "constant", "tracklet frames are padded with zeros"),
+    ("INPUT.CJ.ENABLED", False, f"no colour jitter: {VIDEO_AUGMENTATIONS}"),
+    ("INPUT.AFFINE.ENABLED", False, f"no random affine: {VIDEO_AUGMENTATIONS}"),
+    ("INPUT.AUTOAUG.ENABLED", False, f"no AutoAugment: {VIDEO_AUGMENTATIONS}"),
+    ("INPUT.AUGMIX.ENABLED", False, f"no AugMix: {VIDEO_AUGMENTATIONS}"),
+    ("INPUT.RPT.ENABLED", False, f"no random patch: {VIDEO_AUGMENTATIONS}"),
+    ("DATALOADER.SAMPLER_TRAIN", "TrainingSampler", "tracklet batches are drawn by DATALOADER.VVI_SAMPLER "
+     "(independent, distinct_cameras or balanced)"),
+    ("DATALOADER.SET_WEIGHT", [], "tracklet batches are drawn by DATALOADER.VVI_SAMPLER, without per-set weights"),
+    ("DATASETS.COMBINEALL", False, "video data sets train on their training split only"),
+)
+
+
+def refuse_keys_not_honoured(cfg: CfgNode, keys: tuple[tuple[str, Any, str], ...]) -> None:
+    """One ConfigError for the first of ``keys`` set to another value than the one that leaves it off."""
+    for key, off, instead in keys:
+        value = functools.reduce(lambda node, part: node[part], key.split("."), cfg)
+        if value != off:
+            raise ConfigError(f"{key} {value!r}: {instead} (set {key} {off!r} for video data sets)")
 
 
 class FrameReadError(RuntimeError):
@@ -160,8 +198,26 @@ def _loader(cfg: CfgNode, dataset: Dataset, batch_sampler) -> CheckedLoader:
         num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=collate_tracklets, pin_memory=True))
 
 
+def build_train_augmentation(cfg: CfgNode) -> TrainFrameAugmentation:
+    """The per-frame training augmentation (transforms.py) from fast-reid's keys
+    INPUT.PADDING.ENABLED / SIZE, INPUT.FLIP.ENABLED / PROB, INPUT.REA.ENABLED / PROB / VALUE (0..255)
+    and the VI-ReID channel augmentations INPUT.VVI_AUG.*."""
+    return TrainFrameAugmentation(
+        tuple(cfg.INPUT.SIZE_TRAIN), cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD,
+        padding=cfg.INPUT.PADDING.SIZE if cfg.INPUT.PADDING.ENABLED else 0,
+        flip_prob=_probability(cfg.INPUT.FLIP), erase_prob=_probability(cfg.INPUT.REA),
+        erase_value=cfg.INPUT.REA.VALUE, infrared_gray_prob=cfg.INPUT.VVI_AUG.IR_GRAY_PROB,
+        same_across_tracklet=cfg.INPUT.VVI_AUG.SAME_ACROSS_TRACKLET)
+
+
+def _probability(option: CfgNode) -> float:
+    """A fast-reid augmentation's PROB where it is ENABLED, else 0."""
+    return option.PROB if option.ENABLED else 0.0
+
+
 def build_vvi_train_loader(cfg: CfgNode) -> CheckedLoader:
     """Cross-modal identity batches over the training sets of DATASETS.NAMES."""
+    refuse_keys_not_honoured(cfg, TRAIN_KEYS_NOT_HONOURED)
     tracklets, keys, paired = [], [], []
     for dataset_index, name in enumerate(cfg.DATASETS.NAMES):
         dataset = load_vvi_dataset(cfg, name)
@@ -182,19 +238,15 @@ def build_vvi_train_loader(cfg: CfgNode) -> CheckedLoader:
                          f"2 modalities x DATALOADER.NUM_INSTANCE ({k}) x identities per batch")
     sampler = build_cross_modal_sampler(cfg.DATALOADER.VVI_SAMPLER, tracklets, labels, per_rank // (2 * k), k,
                                         paired=paired[0])
-    augmentation = TrainFrameAugmentation(
-        tuple(cfg.INPUT.SIZE_TRAIN), cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD,
-        padding=cfg.INPUT.PADDING.SIZE, erase_prob=cfg.INPUT.VVI_AUG.ERASE_PROB,
-        infrared_gray_prob=cfg.INPUT.VVI_AUG.IR_GRAY_PROB,
-        same_across_tracklet=cfg.INPUT.VVI_AUG.SAME_ACROSS_TRACKLET)
     train_set = VideoTrainSet(tracklets, labels, cfg.INPUT.SEQ_LEN, cfg.INPUT.TRAIN_FRAME_RULE,
-                              tuple(cfg.INPUT.SIZE_TRAIN), augmentation)
+                              tuple(cfg.INPUT.SIZE_TRAIN), build_train_augmentation(cfg))
     return _loader(cfg, train_set, sampler)
 
 
 def build_vvi_test_loader(cfg: CfgNode, dataset_name: str) -> tuple[CheckedLoader, VideoCrossModalDataset]:
     """Every test tracklet of ``dataset_name`` in ``dataset.test`` order (fast-reid's
     InferenceSampler: under torch.distributed, rank r gets the r-th contiguous part)."""
+    refuse_keys_not_honoured(cfg, FRAME_KEYS_NOT_HONOURED)
     dataset = load_vvi_dataset(cfg, dataset_name)
     test_set = VideoTestSet(dataset.test, cfg.INPUT.SEQ_LEN, dataset.test_frame_rule, tuple(cfg.INPUT.SIZE_TEST))
     batch_sampler = torch.utils.data.BatchSampler(

@@ -6,6 +6,13 @@ per tracklet, either nothing more or a random channel exchange (R, G or B copied
 channels); infrared frames get a random channel copied to all three (3 in 4) or, otherwise,
 grayscale with p 0.5.
 
+The first three steps are fast-reid's, and are set by its keys (``data/build.py`` reads them;
+``configs/VLD/Base-VLD.yml`` holds the official values): ``INPUT.PADDING.ENABLED / SIZE`` (zero
+padding, then a random crop back to the frame size), ``INPUT.FLIP.ENABLED / PROB`` and
+``INPUT.REA.ENABLED / PROB / VALUE`` (the box filled with VALUE, 0..255 pixel values as in
+fast-reid; its area and aspect follow the official ChannelRandomErasing: U(0.02, 0.4) of the
+frame, U(0.3, 1/0.3), not torchvision's). The channel steps are ``INPUT.VVI_AUG.*``.
+
 The official code applies the channel operations after ImageNet normalisation; here frames
 stay in 0..255 (the model normalises, fast-reid's convention), so the channel operations run
 on ``(x - mean) / std`` and the result is mapped back: the numbers the model sees are the
@@ -16,6 +23,7 @@ official ones. The official code draws the random parameters independently for e
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -33,13 +41,19 @@ class TrainFrameAugmentation:
     tracklet in one modality."""
 
     def __init__(self, size: tuple[int, int], pixel_mean: list[float], pixel_std: list[float],
-                 padding: int = 10, erase_prob: float = 0.5, infrared_gray_prob: float = 0.5,
+                 padding: int = 10, flip_prob: float = 0.5, erase_prob: float = 0.5,
+                 erase_value: Sequence[float] | None = None, infrared_gray_prob: float = 0.5,
                  same_across_tracklet: bool = False) -> None:
+        """``padding`` 0: no padding nor crop; ``erase_value``: the erased box's 0..255 pixel
+        values, None: the official constants ERASE_FILL (normalised space)."""
         self.size = size
         self.mean = torch.tensor(pixel_mean).view(3, 1, 1)
         self.std = torch.tensor(pixel_std).view(3, 1, 1)
         self.padding = padding
+        self.flip_prob = flip_prob
         self.erase_prob = erase_prob
+        self.erase_fill = torch.tensor(ERASE_FILL if erase_value is None
+                                       else _normalised(erase_value, pixel_mean, pixel_std)).view(3, 1, 1)
         self.infrared_gray_prob = infrared_gray_prob
         self.same_across_tracklet = same_across_tracklet
 
@@ -65,7 +79,7 @@ class TrainFrameAugmentation:
         top = int(rng.integers(2 * self.padding + 1))
         left = int(rng.integers(2 * self.padding + 1))
         frame = padded[:, top: top + height, left: left + width]
-        return frame.flip(-1) if rng.random() < 0.5 else frame
+        return frame.flip(-1) if rng.random() < self.flip_prob else frame
 
     def _erase(self, frame: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         if rng.random() >= self.erase_prob:
@@ -78,7 +92,7 @@ class TrainFrameAugmentation:
             if w < width and h < height:
                 top, left = int(rng.integers(height - h + 1)), int(rng.integers(width - w + 1))
                 frame = frame.clone()
-                frame[:, top: top + h, left: left + w] = torch.tensor(ERASE_FILL).view(3, 1, 1)
+                frame[:, top: top + h, left: left + w] = self.erase_fill
                 return frame
         return frame
 
@@ -90,6 +104,12 @@ class TrainFrameAugmentation:
             gray = sum(w * frame[c] for c, w in enumerate(GRAY_WEIGHTS))
             return gray.expand(3, -1, -1).clone()
         return frame
+
+
+def _normalised(pixel: Sequence[float], mean: Sequence[float], std: Sequence[float]) -> list[float]:
+    """(pixel - mean) / std per channel, in float64: the official fill survives the round trip
+    through 0..255 bit for bit in float32."""
+    return [(value - m) / s for value, m, s in zip(pixel, mean, std, strict=True)]
 
 
 def _copy_channel(frame: torch.Tensor, channel: int) -> torch.Tensor:

@@ -115,15 +115,10 @@ class VVIEvaluator(DatasetEvaluator):
         self._max_rank = cfg.TEST.MAX_RANK
         self._select_by = cfg.TEST.SELECT_BY
         self._output_dir = cfg.OUTPUT_DIR if output_dir is None else output_dir
-        if self._settings.rerank and self._settings.metric == "inner_product" and self._settings.lambda_value > 0:
-            logger.warning("TEST.RERANK with TEST.METRIC inner_product: the mix adds LAMBDA x (-q.g), on "
-                           "the features' own scale, to a Jaccard distance in [0, 1]; with unnormalised "
-                           "features the original distance can dominate. TEST.RERANK.LAMBDA 0 or "
-                           "TEST.METRIC cosine keep the two on one scale.")
-        if cfg.TEST.FLIP.ENABLED:
-            raise ValueError("TEST.FLIP.ENABLED: fast-reid's flip test flips dimension 3 of the batch, which for "
-                             "[B, T, 3, H, W] tracklets is the frame height (an upside-down person), not the "
-                             "width; set TEST.FLIP.ENABLED False for video data sets")
+        if self._settings.distance != self._settings.metric:
+            logger.info("TEST.METRIC %s is for plain retrieval: AQE and re-ranking run as fast-reid's ReidEvaluator "
+                        "with TEST.METRIC cosine (L2-normalised features; the Jaccard distance mixed with the cosine "
+                        "distance, on one scale)", self._settings.metric)
         if cfg.TEST.ROC.ENABLED:
             logger.warning("TEST.ROC is not computed for video cross-modal data sets")
         self.reset()
