@@ -1,9 +1,10 @@
 """Ablation of VLD's parts on the demo's synthetic set, all at the demo's budget (configs/VLD/demo.yml):
-the full VLD, without STH/STA, without IMLP, and the CLIP-CLS baseline (neither), both directions.
+the full VLD, without STH/STA, without IMLP, the CLIP-CLS baseline (neither), and fast-reid's BoT model on
+tracklets (VideoBaseline, a random ResNet-18: configs/VideoBaseline/demo_r18.yml), both directions.
 Prints a markdown table with the command of each row and writes it to OUTPUT/ablation.md.
 
-    .venv/bin/python bench/ablation.py [--output output/ablation] [--seed 0] [--only full|no-stp|no-imlp|clip-cls]
-        [KEY VALUE ...]
+    .venv/bin/python bench/ablation.py [--output output/ablation] [--seed 0]
+        [--only full|no-stp|no-imlp|clip-cls|video-baseline] [KEY VALUE ...]
 
 Uses (or writes) the demo's synthetic set, as tools/demo.py does with its default settings. Each
 row is one training from scratch (about 5 minutes on 2 CPU cores), seeded as the demo (SEED 0)
@@ -26,19 +27,20 @@ from demo import DIRECTIONS, ensure_synthetic_set, parse_args, query_identities,
 WITHOUT_STP = ("MODEL.STP.STH_START_LAYER", "-1", "MODEL.STP.STA", "False",
                "MODEL.LOSSES.VLD.STA_CE", "0.", "MODEL.LOSSES.VLD.TRI_STA", "0.")
 WITHOUT_IMLP = ("MODEL.LOSSES.VLD.TEXT_CE", "0.")
-VARIANTS = {  # key -> (row name, config overrides)
-    "full": ("full VLD", ()),
-    "no-stp": ("without STH/STA", WITHOUT_STP),
-    "no-imlp": ("without IMLP", WITHOUT_IMLP),
-    "clip-cls": ("CLIP-CLS baseline", WITHOUT_STP + WITHOUT_IMLP),
+VARIANTS = {  # key -> (row name, config file (None: the demo's), config overrides)
+    "full": ("full VLD", None, ()),
+    "no-stp": ("without STH/STA", None, WITHOUT_STP),
+    "no-imlp": ("without IMLP", None, WITHOUT_IMLP),
+    "clip-cls": ("CLIP-CLS baseline", None, WITHOUT_STP + WITHOUT_IMLP),
+    "video-baseline": ("VideoBaseline (BoT, ResNet-18)", "configs/VideoBaseline/demo_r18.yml", ()),
 }
 
 
-def train_and_evaluate(key: str, overrides: tuple[str, ...], output: Path, demo: argparse.Namespace,
-                       opts: list[str]) -> tuple[list[str], dict, float]:
+def train_and_evaluate(key: str, config: str | None, overrides: tuple[str, ...], output: Path,
+                       demo: argparse.Namespace, opts: list[str]) -> tuple[list[str], dict, float]:
     """Trains one variant; returns its command, its final {direction: scores} and the seconds it took."""
     folder = output / key
-    command = ["tools/train_net.py", "--config-file", demo.config_file, "DATASETS.ROOT", str(demo.data_root),
+    command = ["tools/train_net.py", "--config-file", config or demo.config_file, "DATASETS.ROOT", str(demo.data_root),
                *overrides, *opts, "OUTPUT_DIR", str(folder)]
     print("\n$ " + " ".join(command), flush=True)
     start = time.perf_counter()
@@ -62,8 +64,8 @@ def main() -> None:
             "| chance | " + " | ".join(f"{chance[d]:.1f} / -" for d in DIRECTIONS) + " | | |"]
     opts = list(args.opts) + (["SEED", str(args.seed)] if args.seed is not None else [])
     for key in args.only or VARIANTS:
-        name, overrides = VARIANTS[key]
-        command, scores, seconds = train_and_evaluate(key, overrides, args.output, demo, opts)
+        name, config, overrides = VARIANTS[key]
+        command, scores, seconds = train_and_evaluate(key, config, overrides, args.output, demo, opts)
         cells = " | ".join(f"{scores[d]['Rank-1']:.1f} / {scores[d]['mAP']:.1f}" for d in DIRECTIONS)
         rows.append(f"| {name} | {cells} | {seconds / 60:.1f} min | `python {' '.join(command)}` |")
     table = "\n".join(rows)

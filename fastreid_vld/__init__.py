@@ -9,7 +9,7 @@ from . import compat
 compat.apply()
 
 # Registration is the only coupling: importing these fills fast-reid's registries.
-from . import data, modeling  # noqa: E402,F401  (VCM, BUPTCampus; build_stp_backbone, IMLPHead, VLD)
+from . import data, modeling  # noqa: E402,F401  (VCM, BUPTCampus; build_stp_backbone, IMLPHead, VLD, VideoBaseline)
 from .config import add_vld_config  # noqa: E402
 
 

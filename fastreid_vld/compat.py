@@ -294,6 +294,22 @@ def make_amp_device_generic(train_loop: types.ModuleType) -> None:
     AMPTrainer.run_step = run_step
 
 
+def build_optimizers_on_the_parameters(solver_build: types.ModuleType) -> None:
+    """``build_optimizer`` puts the parameters into ``ContiguousParams`` buffers by default: each
+    parameter's gradient is a view of a buffer whose ``.grad`` the optimizer steps with. torch 2's
+    ``optimizer.zero_grad()`` sets that ``.grad`` to None, after which the optimizer skips every
+    buffer (the model never changes) and a float16 GradScaler fails ("No inf checks were recorded
+    for this optimizer"). Build on the parameters themselves (fast-reid's own ``contiguous=False``:
+    the same lr and weight decay per parameter)."""
+    contiguous_build = solver_build.build_optimizer
+
+    @functools.wraps(contiguous_build)
+    def build_optimizer(cfg: Any, model: torch.nn.Module, contiguous: bool = False):
+        return contiguous_build(cfg, model, contiguous=contiguous)
+
+    solver_build.build_optimizer = build_optimizer
+
+
 def make_launch_device_generic(launch_module: types.ModuleType) -> None:
     """``launch()`` with more than one process asserts CUDA, hard-codes the NCCL backend and
     calls ``torch.cuda.set_device``: use gloo and skip the device pinning without CUDA. With one
@@ -454,6 +470,7 @@ AFTER_IMPORT: dict[str, Callable[[types.ModuleType], None]] = {
     "fastreid.utils.compute_dist": run_jaccard_on_cpu,
     "fastreid.data.build": make_dataloader_host_safe,
     "fastreid.engine.train_loop": make_amp_device_generic,
+    "fastreid.solver.build": build_optimizers_on_the_parameters,
     "fastreid.engine.launch": make_launch_device_generic,
     "fastreid.engine.defaults": make_ddp_device_generic,
     "fastreid.utils.checkpoint": make_checkpoints_safe,

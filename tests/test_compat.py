@@ -123,6 +123,26 @@ def test_amp_trainer_steps_without_cuda():
     assert torch.all(model.weight < 1)  # one SGD step on the autocast loss moved the weights
 
 
+@pytest.mark.parametrize("amp", [False, True], ids=["SimpleTrainer", "AMPTrainer float16"])
+def test_fast_reids_optimizer_moves_the_weights_after_torch2_zero_grad(amp):
+    """What DefaultTrainer builds for any model but VLD: with ContiguousParams, torch 2's zero_grad()
+    empties the buffers' gradients; the step then moves nothing, or float16 scaling fails."""
+    from fastreid.config import get_cfg
+    from fastreid.engine.train_loop import AMPTrainer, SimpleTrainer
+    from fastreid.solver import build_optimizer
+    from fastreid.utils.events import EventStorage
+
+    model = _QuadraticModel()
+    optimizer, param_wrapper = build_optimizer(get_cfg(), model)
+    trainer = (AMPTrainer if amp else SimpleTrainer)(model, iter([{"x": torch.ones(4)}] * 3), optimizer,
+                                                      param_wrapper)
+    trainer.amp_dtype = torch.float16
+    with EventStorage(0) as trainer.storage:
+        trainer.iter = 0
+        trainer.run_step()
+    assert torch.all(model.weight < 1)  # one Adam step against the gradient
+
+
 def test_launch_returns_the_result_of_a_single_process():
     from fastreid.engine import launch
 

@@ -14,6 +14,7 @@ from torch import nn
 from ..backbones.stp import is_stp_backbone
 from ..backbones.width import with_measured_width
 from ..losses import VLDLoss
+from .tracklet_frames import normalised_frames
 
 __all__ = ["VLD"]
 
@@ -71,9 +72,4 @@ class VLD(nn.Module):
 
     def preprocess_image(self, batched_inputs: dict) -> torch.Tensor:
         """images [B, T, 3, H, W] in 0..255 -> normalised frames [B*T, 3, H, W] (a new tensor)."""
-        images = batched_inputs["images"]
-        if images.dim() != 5 or images.shape[1] != self.seq_len:
-            raise ValueError(f"VLD expects images [B, T, 3, H, W] with T = INPUT.SEQ_LEN = {self.seq_len}, "
-                             f"got {tuple(images.shape)}")
-        frames = images.to(self.device).flatten(0, 1)
-        return (frames - self.pixel_mean) / self.pixel_std
+        return normalised_frames(batched_inputs["images"], self.seq_len, self.pixel_mean, self.pixel_std, "VLD")
