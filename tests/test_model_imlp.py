@@ -7,7 +7,7 @@ import open_clip
 import pytest
 import torch
 from fastreid.modeling.heads import build_heads
-from tiny_vld import EMBED, NUM_CLASSES, TEXT_WIDTH, WIDTH, B, T, random_batch, tiny_cfg, tiny_model
+from tiny_vld import EMBED, NUM_CLASSES, TEXT_WIDTH, WIDTH, B, T, random_batch, tiny_cfg, tiny_model, train_steps
 
 
 def test_prompt_slots_are_the_four_x_of_the_official_prompt():
@@ -139,14 +139,7 @@ def test_resnet50_ibn_config_trains_a_few_steps():
     model = build_model(cfg).train()
     optimizer, _ = build_vld_optimizer(cfg, model)
     batch = random_batch()
-    losses = []
-    for _ in range(16):
-        loss_dict = model(batch)
-        loss = sum(loss_dict.values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    loss_dict, losses = train_steps(model, optimizer, batch, steps=16)
     assert set(loss_dict) == {"loss_cls", "loss_cls_proj", "loss_text", "loss_triplet", "loss_triplet_proj"}
     # the early steps jump about (BatchNorm on one batch, a high head rate): compare the ends
     assert sum(losses[-4:]) < 0.6 * sum(losses[:4]), losses

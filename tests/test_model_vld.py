@@ -11,7 +11,7 @@ from conftest import run_python
 from fastreid.config import get_cfg
 from fastreid.modeling import build_model
 from open_clip.transformer import QuickGELU
-from tiny_vld import WIDTH, B, T, random_batch, tiny_cfg, tiny_model
+from tiny_vld import WIDTH, B, T, random_batch, tiny_cfg, tiny_model, train_steps
 
 from fastreid_vld import add_vld_config
 from fastreid_vld.data.synthetic import SyntheticSize, write_vcm
@@ -74,14 +74,7 @@ def test_a_few_steps_on_a_fixed_batch_reduce_the_loss():
     torch.manual_seed(0)
     model = build_model(cfg).train()
     optimizer, _ = build_vld_optimizer(cfg, model)
-    batch = random_batch(tracklets=8)
-    losses = []
-    for _ in range(6):
-        loss = sum(model(batch).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    _, losses = train_steps(model, optimizer, random_batch(tracklets=8), steps=6)
     assert losses[-1] < 0.7 * losses[0], losses
 
 

@@ -13,6 +13,7 @@ from fastreid.config import CfgNode, get_cfg
 from fastreid.modeling import build_model
 from fastreid.modeling.meta_arch import Baseline
 from fastreid.utils.events import EventStorage
+from tiny_vld import train_steps
 from torch.optim.lr_scheduler import MultiStepLR
 
 from fastreid_vld import add_vld_config
@@ -108,16 +109,8 @@ def test_training_returns_every_fast_reid_loss_it_is_asked_for_by_fast_reids_nam
 def test_a_few_steps_on_one_batch_lower_the_losses():
     video_baseline = model().train()
     optimizer = torch.optim.Adam(video_baseline.parameters(), lr=1e-3)
-    fixed = batch()
-    totals = []
     with EventStorage():
-        for _ in range(8):
-            losses = video_baseline(fixed)
-            total = sum(losses.values())
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
-            totals.append(total.item())
+        losses, totals = train_steps(video_baseline, optimizer, batch(), steps=8)
     assert set(losses) == {"loss_cls", "loss_triplet"}
     assert totals[-1] < 0.7 * totals[0], totals
 

@@ -35,3 +35,18 @@ def random_batch(seed: int = 0, tracklets: int = B) -> dict:
             "targets": torch.cat([pids, pids]),
             "camids": torch.zeros(tracklets, dtype=torch.int64),
             "modalities": torch.cat([torch.zeros(half, dtype=torch.int64), torch.ones(half, dtype=torch.int64)])}
+
+
+def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
+                steps: int) -> tuple[dict, list[float]]:
+    """``steps`` optimizer steps of ``model`` (in training mode) on one fixed batch: (the last loss
+    dict, the total loss of every step)."""
+    totals = []
+    for _ in range(steps):
+        losses = model(batch)
+        total = sum(losses.values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        totals.append(total.item())
+    return losses, totals
