@@ -10,8 +10,10 @@ truncated. compat.py routes its save, read and resume through the functions here
   the target (the previous file stays whole until the new one is complete);
 - :func:`read_checkpoint`: ``torch.load(..., weights_only=True)`` always, and one clear error
   naming the file when it cannot be read;
-- :func:`require_weights`, :func:`check_weights_match`: weights for evaluation must exist and
-  load at least one of the model's parameters (``--eval-only`` never evaluates an untrained model);
+- :func:`require_weights`, :func:`check_weights_match`: weights to start training from must exist
+  and load at least one of the model's parameters; :func:`check_weights_complete`: weights for
+  evaluation and inference must hold every entry of the model (``--eval-only`` never evaluates a
+  model left wholly or partly at its random initialisation);
 - :func:`newest_readable_checkpoint`: the file ``last_checkpoint`` names, or, when that is missing,
   empty or unreadable (reported by name), the newest readable ``.pth`` of the folder.
 """
@@ -29,8 +31,8 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CheckpointReadError", "check_same_model", "check_weights_match", "newest_readable_checkpoint",
-           "read_checkpoint", "require_weights", "write_atomically"]
+__all__ = ["CheckpointReadError", "check_same_model", "check_weights_complete", "check_weights_match",
+           "newest_readable_checkpoint", "read_checkpoint", "require_weights", "write_atomically"]
 
 
 class CheckpointReadError(RuntimeError):
@@ -115,6 +117,21 @@ def check_weights_match(model: torch.nn.Module, path: str, key: str = "MODEL.WEI
         raise CheckpointReadError(f"{key} {path}: none of its {len(checkpoint['model'])} entries is a parameter of "
                                   f"this model (names and shapes differ, e.g. {sorted(checkpoint['model'])[:3]}): "
                                   "is it a checkpoint of this config's model?")
+
+
+def check_weights_complete(model: torch.nn.Module, path: str, key: str = "MODEL.WEIGHTS") -> None:
+    """Weights for inference: :func:`check_weights_match`, and every entry of ``model`` in them with its
+    shape (a model left partly at its random initialisation is refused, naming what is missing)."""
+    check_weights_match(model, path, key)
+    weights = read_checkpoint(path)["model"]
+    _, differing = _compare_shapes(model, weights)
+    present = {name.removeprefix("module.") for name in weights}
+    missing = [name for name in model.state_dict() if name not in present]
+    if differing or missing:
+        examples = "; ".join(differing[:2] + [f"{name} missing" for name in missing[:2]])
+        raise CheckpointReadError(f"{key} {path}: not the weights of this config's model: {len(differing)} entries "
+                                  f"of another shape and {len(missing)} of the model's {len(model.state_dict())} "
+                                  f"missing (e.g. {examples}): another architecture, geometry or class count?")
 
 
 def check_same_model(model: torch.nn.Module, path: str) -> None:

@@ -12,7 +12,9 @@ TEST.RERANK.*, ...) keep their meaning and are set in the yml files.
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 from fastreid.config import CfgNode as CN
 
@@ -36,7 +38,8 @@ def merge_config(cfg: CN, config_file: str, opts: list[str]) -> CN:
         try:
             merge()
         except (KeyError, ValueError, AssertionError, OSError) as error:
-            message = error.args[0] if error.args else type(error).__name__
+            message = str(error) if isinstance(error, OSError) else error.args[0] if error.args else \
+                type(error).__name__
             raise ConfigError(f"{source}: {message}") from None
     return cfg
 
@@ -54,6 +57,10 @@ MINIMUMS = (("INPUT.SEQ_LEN", 1), ("DATALOADER.NUM_INSTANCE", 1), ("SOLVER.MAX_E
             ("SOLVER.ITERS_PER_EPOCH", 0), ("SOLVER.LOG_PERIOD", 1), ("SOLVER.IMS_PER_BATCH", 1),
             ("TEST.IMS_PER_BATCH", 1))
 
+#: (key, the values it accepts): choices a build would only refuse at the first batch.
+CHOICES = (("INPUT.TRAIN_FRAME_RULE", ("restricted_random", "random_sorted", "consecutive")),
+           ("INPUT.TEST_FRAME_RULE", ("", "chunk_first", "linspace")))
+
 
 #: MODEL.BACKBONE.DEPTH values that fast-reid 1.4.0's builders accept (each looks DEPTH up in
 #: tables of its own and fails there with a bare KeyError on any other value).
@@ -64,6 +71,11 @@ BACKBONE_DEPTHS = {
     "build_osnet_backbone": ("x1_0", "x0_75", "x0_5", "x0_25"),
     "build_vit_backbone": ("small", "base"),
 }
+
+
+def config_value(cfg: CN, key: str) -> Any:
+    """The value of the dotted ``key`` ("INPUT.SEQ_LEN") in ``cfg``."""
+    return functools.reduce(lambda node, part: node[part], key.split("."), cfg)
 
 
 def check_config(cfg: CN) -> None:
@@ -91,10 +103,12 @@ def check_config(cfg: CN) -> None:
     if cfg.MODEL.BACKBONE.DEPTH not in depths:
         raise ConfigError(f"MODEL.BACKBONE.DEPTH {cfg.MODEL.BACKBONE.DEPTH!r}: {cfg.MODEL.BACKBONE.NAME} builds "
                           f"the depths {', '.join(depths)}")
+    for key, allowed in CHOICES:
+        value = config_value(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{key} {value!r}: expected one of {', '.join(map(repr, allowed))}")
     for key, smallest in MINIMUMS:
-        value = cfg
-        for part in key.split("."):
-            value = value[part]
+        value = config_value(cfg, key)
         if value < smallest:
             raise ConfigError(f"{key} {value}: expected at least {smallest}")
 
@@ -121,6 +135,10 @@ def _add_data_config(_C: CN) -> None:
     # How the T training frames are drawn: "restricted_random" (one random frame from each of T
     # equal chunks, official), "random_sorted" (T random frames in order) or "consecutive".
     _C.INPUT.TRAIN_FRAME_RULE = "restricted_random"
+    # How the T test frames are chosen (data/tracklets.py test_frame_indices): "" each test set's
+    # own rule (HITSZ-VCM "chunk_first", BUPTCampus "linspace"; for tracklet folders and frame lists,
+    # the rule of the first of DATASETS.TESTS), or "chunk_first" / "linspace" for every one.
+    _C.INPUT.TEST_FRAME_RULE = ""
     # How training batches draw their P identities x K tracklets per modality (fastreid_vld/data/samplers.py):
     # "independent" (official HITSZ-VCM: identities drawn afresh for every batch, tracklets with
     # replacement), "distinct_cameras" (official BUPTCampus: K pairs from K different cameras, each

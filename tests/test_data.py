@@ -270,7 +270,7 @@ def test_corrupt_jpeg_is_one_clear_error_from_the_main_process(tmp_path):
                                                     max_frames=12))
     corrupt = tmp_path / "HITSZ-VCM" / "Test" / "0003" / "ir" / "D1" / "1.jpg"
     cfg = config(tmp_path, "DATALOADER.NUM_WORKERS", 1, "TEST.IMS_PER_BATCH", 4)
-    data_build._load.cache_clear()
+    data_build._LOADED.clear()
     loader, _ = data_build.build_vvi_test_loader(cfg, "VCM")  # every frame decoded at load
     corrupt.write_bytes(b"not a jpeg")  # broken after the check: the loader still names it
     with pytest.raises(data_build.FrameReadError, match=f"{corrupt}: expected a readable JPEG frame") as error:

@@ -10,6 +10,8 @@ import pytest
 from conftest import run_python
 from PIL import Image
 
+from fastreid_vld.evaluation.rank_picture import CAPTION_HEIGHT
+
 DIRECTIONS = ("IR->VIS", "VIS->IR")
 QUERIES, TOP = 3, 5  # rows and columns of the rank-list picture the demo asks for
 
@@ -69,12 +71,18 @@ def test_demo_draws_the_rank_list_picture(demo):
     _, out, _, _ = demo
     picture = np.asarray(Image.open(out / "ranks_IR-VIS.png").convert("RGB"))
     tile_height, tile_width, border = 128, 64, 4  # tools/visualize_ranks.py's defaults
-    cell_height, cell_width = tile_height + 2 * border, tile_width + 2 * border
+    framed_height, cell_width = tile_height + 2 * border, tile_width + 2 * border
+    cell_height = framed_height + CAPTION_HEIGHT
     assert picture.shape == (QUERIES * cell_height, (1 + TOP) * cell_width + tile_width // 2, 3)
     green, red = (40, 180, 60), (220, 40, 40)
     framed = np.all(picture == green, axis=-1) | np.all(picture == red, axis=-1)
-    assert framed.sum() >= QUERIES * TOP * (cell_height * cell_width - tile_height * tile_width)  # every tile framed
+    assert framed.sum() >= QUERIES * TOP * (framed_height * cell_width - tile_height * tile_width)  # every tile framed
     assert not framed[:, :cell_width].any()  # the query column is not
+    for row in range(QUERIES):  # every tile captioned (query; rank and distance) in dark text
+        captions = picture[row * cell_height + framed_height: (row + 1) * cell_height]
+        for column in range(1 + TOP):
+            left = column * cell_width + (tile_width // 2 if column else 0)
+            assert np.all(captions[:, left: left + cell_width] < 100, axis=-1).any(), (row, column)
 
 
 def test_demo_keeps_a_set_written_with_the_same_settings(demo):

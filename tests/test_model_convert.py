@@ -7,60 +7,11 @@ import pytest
 import torch
 from conftest import run_python
 from fastreid.utils.checkpoint import Checkpointer
-from tiny_vld import EMBED, NUM_CLASSES, TEXT_WIDTH, WIDTH, T, tiny_model
+from official_vld import official_shapes, official_state_dict
+from tiny_vld import tiny_model
 
 from fastreid_vld.modeling import convert_official_state_dict
 from fastreid_vld.modeling.convert import OfficialCheckpointError
-
-PATCHES, VISION_LAYERS, TEXT_LAYERS, CONTEXT = (64 // 16) * (32 // 16), 4, 2, 77
-
-
-def _block(prefix: str, width: int) -> dict[str, tuple[int, ...]]:
-    """OpenAI CLIP's residual attention block, as the official code names it."""
-    return {f"{prefix}.attn.in_proj_weight": (3 * width, width), f"{prefix}.attn.in_proj_bias": (3 * width,),
-            f"{prefix}.attn.out_proj.weight": (width, width), f"{prefix}.attn.out_proj.bias": (width,),
-            f"{prefix}.ln_1.weight": (width,), f"{prefix}.ln_1.bias": (width,),
-            f"{prefix}.mlp.c_fc.weight": (4 * width, width), f"{prefix}.mlp.c_fc.bias": (4 * width,),
-            f"{prefix}.mlp.c_proj.weight": (width, 4 * width), f"{prefix}.mlp.c_proj.bias": (width,),
-            f"{prefix}.ln_2.weight": (width,), f"{prefix}.ln_2.bias": (width,)}
-
-
-def _classifier(prefix: str, dim: int) -> dict[str, tuple[int, ...]]:
-    return {f"{prefix}.BN.weight": (dim,), f"{prefix}.BN.bias": (dim,), f"{prefix}.BN.running_mean": (dim,),
-            f"{prefix}.BN.running_var": (dim,), f"{prefix}.BN.num_batches_tracked": (),
-            f"{prefix}.classifier.weight": (NUM_CLASSES, dim)}
-
-
-def official_shapes() -> dict[str, tuple[int, ...]]:
-    """Every entry of the official ``Model.state_dict()`` for the tiny geometry."""
-    shapes = {"image_encoder.class_embedding": (WIDTH,), "image_encoder.positional_embedding": (1 + PATCHES, WIDTH),
-              "image_encoder.proj": (WIDTH, EMBED), "image_encoder.conv1.weight": (WIDTH, 3, 16, 16),
-              "image_encoder.ln_pre.weight": (WIDTH,), "image_encoder.ln_pre.bias": (WIDTH,),
-              "image_encoder.ln_post.weight": (WIDTH,), "image_encoder.ln_post.bias": (WIDTH,)}
-    for i in range(VISION_LAYERS):
-        shapes.update(_block(f"image_encoder.transformer.resblocks.{i}", WIDTH))
-    for i in range(TEXT_LAYERS):
-        shapes.update(_block(f"text_encoder.transformer.resblocks.{i}", TEXT_WIDTH))
-    shapes.update({"text_encoder.positional_embedding": (CONTEXT, TEXT_WIDTH),
-                   "text_encoder.text_projection": (TEXT_WIDTH, EMBED),
-                   "text_encoder.ln_final.weight": (TEXT_WIDTH,), "text_encoder.ln_final.bias": (TEXT_WIDTH,),
-                   "prompt_learner.cls_ctx": (NUM_CLASSES, 4, TEXT_WIDTH),
-                   "prompt_learner.token_prefix": (1, 2, TEXT_WIDTH),
-                   "prompt_learner.token_suffix": (1, CONTEXT - 6, TEXT_WIDTH),
-                   "logit_scale": (), "prompt_embedding": (T, T, WIDTH),
-                   "attn.in_proj_weight": (3 * WIDTH, WIDTH), "attn.in_proj_bias": (3 * WIDTH,),
-                   "attn.out_proj.weight": (WIDTH, WIDTH), "attn.out_proj.bias": (WIDTH,),
-                   "ln_post2.weight": (WIDTH,), "ln_post2.bias": (WIDTH,)})
-    for name, dim in (("classifier", WIDTH), ("classifier_proj", EMBED), ("classifier_STP", WIDTH),
-                      ("classifier_proj_STP", EMBED)):
-        shapes.update(_classifier(name, dim))
-    return shapes
-
-
-def official_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {key: (torch.tensor(7) if key.endswith("num_batches_tracked") else torch.randn(shape, generator=generator))
-            for key, shape in official_shapes().items()}
 
 
 def test_every_official_entry_lands_in_its_place():

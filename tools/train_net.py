@@ -18,22 +18,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fastreid_vld  # noqa: E402,F401  (first: adapts fast-reid, registers the plugin)
 
 # isort: split
-import torch  # noqa: E402
 from fastreid.config import get_cfg  # noqa: E402
 from fastreid.engine import default_argument_parser, default_setup, launch  # noqa: E402
 from fastreid.utils import comm  # noqa: E402
-from fastreid.utils.checkpoint import Checkpointer  # noqa: E402
 from fastreid.utils.env import seed_all_rng  # noqa: E402
 from fastreid.utils.logger import setup_logger  # noqa: E402
 
 from fastreid_vld import VLDTrainer, add_vld_config  # noqa: E402
-from fastreid_vld.checkpoint import CheckpointReadError, check_weights_match, require_weights  # noqa: E402
+from fastreid_vld.checkpoint import check_weights_match  # noqa: E402
 from fastreid_vld.config import ConfigError, check_config, merge_config  # noqa: E402
-from fastreid_vld.data.build import FrameReadError  # noqa: E402
-from fastreid_vld.data.datasets import DatasetFormatError  # noqa: E402
-
-# Bad input the user can fix: reported as one line naming the file, not as a traceback.
-INPUT_ERRORS = (DatasetFormatError, FrameReadError, FileNotFoundError, CheckpointReadError, ConfigError)
+from fastreid_vld.engine.defaults import INPUT_ERRORS, cap_workers, fall_back_to_cpu  # noqa: E402
+from fastreid_vld.engine.predictor import build_eval_model, eval_config  # noqa: E402
 
 
 def setup(args):
@@ -49,29 +44,6 @@ def setup(args):
     if cfg.SEED >= 0:  # after default_setup, which draws a random seed
         seed_all_rng(cfg.SEED + comm.get_rank())
     return cfg
-
-
-def fall_back_to_cpu(cfg) -> None:
-    """MODEL.DEVICE cuda without CUDA: the CPU, and full precision (float16 autocast is slow there)."""
-    if not cfg.MODEL.DEVICE.startswith("cuda") or torch.cuda.is_available():
-        return
-    logger = logging.getLogger("fastreid_vld")
-    logger.warning("MODEL.DEVICE=%s but CUDA is not available: using cpu", cfg.MODEL.DEVICE)
-    cfg.MODEL.DEVICE = "cpu"
-    if cfg.SOLVER.AMP.ENABLED:
-        logger.warning("SOLVER.AMP.ENABLED turned off on the CPU fallback (set MODEL.DEVICE cpu to keep %s "
-                       "autocast on the CPU)", cfg.SOLVER.AMP.DTYPE)
-        cfg.SOLVER.AMP.ENABLED = False
-
-
-def cap_workers(cfg) -> None:
-    """DATALOADER.NUM_WORKERS above the CPUs this process may use: as many workers as CPUs (more only
-    compete for them; PyTorch warns), with a log line."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if cfg.DATALOADER.NUM_WORKERS > cpus:
-        logging.getLogger("fastreid_vld").info("DATALOADER.NUM_WORKERS %d lowered to %d, the CPUs this machine gives "
-                                               "the run", cfg.DATALOADER.NUM_WORKERS, cpus)
-        cfg.DATALOADER.NUM_WORKERS = cpus
 
 
 def check_output_dir(output_dir: str) -> None:
@@ -92,24 +64,26 @@ def check_output_dir(output_dir: str) -> None:
 def main(args):
     cfg = setup(args)
     if args.eval_only:
-        if not args.untrained:  # before building anything: an untrained model is evaluated only on purpose
-            require_weights(cfg.MODEL.WEIGHTS)
-        cfg.defrost()
-        cfg.MODEL.BACKBONE.PRETRAIN = False
-        if cfg.MODEL.HEADS.NUM_CLASSES == 0:  # as training sets it: one class per training identity
-            cfg.MODEL.HEADS.NUM_CLASSES = VLDTrainer.build_train_loader(cfg).dataset.num_classes
-        model = VLDTrainer.build_model(cfg)
-        if args.untrained:
-            logging.getLogger("fastreid_vld").warning("--untrained: evaluating the randomly initialised model")
-        else:
-            check_weights_match(model, cfg.MODEL.WEIGHTS)
-            Checkpointer(model).load(cfg.MODEL.WEIGHTS)
-        return VLDTrainer.test(cfg, model)
+        return VLDTrainer.test(*eval_only_model(cfg, args.untrained))
     trainer = VLDTrainer(cfg)
     if cfg.MODEL.WEIGHTS and not (args.resume and trainer.checkpointer.has_checkpoint()):
         check_weights_match(trainer.model, cfg.MODEL.WEIGHTS)  # weights to start from must fit the model
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
+
+
+def eval_only_model(cfg, untrained: bool) -> tuple:
+    """(config, model) for --eval-only: MODEL.WEIGHTS, every entry of the model loaded (the training
+    split is neither needed nor read), or with --untrained the randomly initialised model."""
+    if not untrained:
+        cfg = eval_config(cfg)
+        return cfg, build_eval_model(cfg)
+    logging.getLogger("fastreid_vld").warning("--untrained: evaluating the randomly initialised model")
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.BACKBONE.PRETRAIN = False
+    cfg.MODEL.HEADS.NUM_CLASSES = max(cfg.MODEL.HEADS.NUM_CLASSES, 1)  # the classifiers give no feature
+    return cfg, VLDTrainer.build_model(cfg)
 
 
 def checked_main(args):

@@ -15,9 +15,8 @@ are refused with one :class:`~fastreid_vld.config.ConfigError` before anything i
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ from fastreid.utils import comm
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from ..config import ConfigError
+from ..config import ConfigError, config_value
 from .datasets import VideoCrossModalDataset
 from .samplers import build_cross_modal_sampler
 from .tracklets import Tracklet, test_frame_indices, train_frame_indices
@@ -65,7 +64,7 @@ TRAIN_KEYS_NOT_HONOURED = FRAME_KEYS_NOT_HONOURED + (
 def refuse_keys_not_honoured(cfg: CfgNode, keys: tuple[tuple[str, Any, str], ...]) -> None:
     """One ConfigError for the first of ``keys`` set to another value than the one that leaves it off."""
     for key, off, instead in keys:
-        value = functools.reduce(lambda node, part: node[part], key.split("."), cfg)
+        value = config_value(cfg, key)
         if value != off:
             raise ConfigError(f"{key} {value!r}: {instead} (set {key} {off!r} for video data sets)")
 
@@ -80,21 +79,37 @@ def is_vvi_dataset(name: str) -> bool:
     return isinstance(dataset, type) and issubclass(dataset, VideoCrossModalDataset)
 
 
-@functools.lru_cache(maxsize=8)
-def _load(name: str, root: str, options: tuple) -> VideoCrossModalDataset:
-    dataset = DATASET_REGISTRY.get(name)(root=root, **dict(options))
-    if comm.is_main_process():
-        logger.info(dataset.summary_table())
-    return dataset
+#: data sets parsed and checked in this process, by (name, root, options, test_only)
+_LOADED: dict[tuple, VideoCrossModalDataset] = {}
 
 
-def load_vvi_dataset(cfg: CfgNode, name: str) -> VideoCrossModalDataset:
+def load_vvi_dataset(cfg: CfgNode, name: str, test_only: bool = False) -> VideoCrossModalDataset:
     """Parse and validate data set ``name`` under DATASETS.ROOT once per process (cached, so
-    the evaluation hook does not re-read the index files every epoch)."""
+    the evaluation hook does not re-read the index files every epoch). ``test_only``: the test
+    split alone, the training index files and frames neither read nor checked (evaluation; a
+    whole data set already loaded serves too)."""
     options = {"VCM": {"min_frames": cfg.DATASETS.VCM.MIN_FRAMES},
                "BUPTCampus": {"use_auxiliary": cfg.DATASETS.BUPT.AUXILIARY,
                               "drop_rgb_remainder": cfg.DATASETS.BUPT.DROP_RGB_REMAINDER}}.get(name, {})
-    return _load(name, cfg.DATASETS.ROOT, tuple(sorted(options.items())))
+    key = (name, cfg.DATASETS.ROOT, tuple(sorted(options.items())))
+    for loaded in [(*key, False)] + [(*key, True)] * test_only:
+        if loaded in _LOADED:
+            return _LOADED[loaded]
+    dataset = DATASET_REGISTRY.get(name)(root=cfg.DATASETS.ROOT, test_only=test_only, **options)
+    if comm.is_main_process():
+        logger.info(dataset.summary_table())
+    _LOADED[(*key, test_only)] = dataset
+    return dataset
+
+
+def test_frame_rule(cfg: CfgNode, dataset_name: str | None = None) -> str:
+    """The test frame rule (tracklets.test_frame_indices) of ``dataset_name``, or, for tracklets of no
+    data set, of the first of DATASETS.TESTS: INPUT.TEST_FRAME_RULE where set, else the data set's own
+    (HITSZ-VCM's "chunk_first" where the data set is not a video one)."""
+    if cfg.INPUT.TEST_FRAME_RULE:
+        return cfg.INPUT.TEST_FRAME_RULE
+    name = dataset_name or (cfg.DATASETS.TESTS[0] if cfg.DATASETS.TESTS else "")
+    return DATASET_REGISTRY.get(name).test_frame_rule if name and is_vvi_dataset(name) else "chunk_first"
 
 
 def read_frames(paths: list[str], size: tuple[int, int]) -> torch.Tensor:
@@ -109,6 +124,14 @@ def read_frames(paths: list[str], size: tuple[int, int]) -> torch.Tensor:
             raise FrameReadError(f"{path}: expected a readable JPEG frame ({error})") from None
         frames.append(torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1))
     return torch.stack(frames)
+
+
+def read_test_frames(frames: Sequence[str], seq_len: int, rule: str,
+                     size: tuple[int, int]) -> tuple[list[int], torch.Tensor]:
+    """The indices of the ``seq_len`` frames the test ``rule`` chooses from ``frames`` (paths in temporal
+    order, any number), and those frames read as :func:`read_frames` does: [T, 3, H, W] float 0..255."""
+    indices = test_frame_indices(len(frames), seq_len, rule)
+    return indices, read_frames([frames[i] for i in indices], size)
 
 
 def _item(tracklet: Tracklet, target: int, indices: list[int], frames: torch.Tensor) -> dict:
@@ -153,12 +176,31 @@ class VideoTestSet(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         tracklet = self.tracklets[index]
-        indices = test_frame_indices(len(tracklet.frames), self.seq_len, self.frame_rule)
         try:
-            frames = read_frames([tracklet.frames[i] for i in indices], self.size)
+            indices, frames = read_test_frames(tracklet.frames, self.seq_len, self.frame_rule, self.size)
         except FrameReadError as error:
             return {"error": str(error)}
         return _item(tracklet, int(tracklet.pid), indices, frames)
+
+
+class FrameListSet(Dataset):
+    """Tracklets given as frame-path lists (any length each), read with a test frame rule:
+    ``{"images": [T, 3, H, W], "img_paths": the T paths}`` (engine/predictor.py)."""
+
+    def __init__(self, frame_lists: Sequence[Sequence[str]], seq_len: int, frame_rule: str,
+                 size: tuple[int, int]) -> None:
+        self.frame_lists, self.seq_len, self.frame_rule, self.size = frame_lists, seq_len, frame_rule, size
+
+    def __len__(self) -> int:
+        return len(self.frame_lists)
+
+    def __getitem__(self, index: int) -> dict:
+        frames = self.frame_lists[index]
+        try:
+            indices, images = read_test_frames(frames, self.seq_len, self.frame_rule, self.size)
+        except FrameReadError as error:
+            return {"error": str(error)}
+        return {"images": images, "img_paths": tuple(frames[i] for i in indices)}
 
 
 def collate_tracklets(items: list[dict]) -> dict:
@@ -169,7 +211,7 @@ def collate_tracklets(items: list[dict]) -> dict:
         return {"errors": errors}
     return {"images": torch.stack([item["images"] for item in items]),  # [B, T, 3, H, W]
             **{key: torch.tensor([item[key] for item in items], dtype=torch.int64)
-               for key in ("targets", "camids", "modalities")},
+               for key in ("targets", "camids", "modalities") if key in items[0]},
             "img_paths": [item["img_paths"] for item in items]}
 
 
@@ -246,9 +288,16 @@ def build_vvi_train_loader(cfg: CfgNode) -> CheckedLoader:
 def build_vvi_test_loader(cfg: CfgNode, dataset_name: str) -> tuple[CheckedLoader, VideoCrossModalDataset]:
     """Every test tracklet of ``dataset_name`` in ``dataset.test`` order (fast-reid's
     InferenceSampler: under torch.distributed, rank r gets the r-th contiguous part)."""
+    dataset = load_vvi_dataset(cfg, dataset_name, test_only=True)
+    test_set = VideoTestSet(dataset.test, cfg.INPUT.SEQ_LEN, test_frame_rule(cfg, dataset_name),
+                            tuple(cfg.INPUT.SIZE_TEST))
+    return build_inference_loader(cfg, test_set), dataset
+
+
+def build_inference_loader(cfg: CfgNode, test_set: Dataset) -> CheckedLoader:
+    """Batches of TEST.IMS_PER_BATCH tracklets of ``test_set`` in order (fast-reid's InferenceSampler:
+    under torch.distributed, rank r gets the r-th contiguous part), DATALOADER.NUM_WORKERS workers."""
     refuse_keys_not_honoured(cfg, FRAME_KEYS_NOT_HONOURED)
-    dataset = load_vvi_dataset(cfg, dataset_name)
-    test_set = VideoTestSet(dataset.test, cfg.INPUT.SEQ_LEN, dataset.test_frame_rule, tuple(cfg.INPUT.SIZE_TEST))
     batch_sampler = torch.utils.data.BatchSampler(
         fastreid_samplers.InferenceSampler(len(test_set)), cfg.TEST.IMS_PER_BATCH // comm.get_world_size(), False)
-    return _loader(cfg, test_set, batch_sampler), dataset
+    return _loader(cfg, test_set, batch_sampler)

@@ -43,7 +43,10 @@ class VideoCrossModalDataset:
 
     ``self.root``: the data set's folder (from :meth:`_folder`), set before :meth:`_finish`, which
     checks that every listed frame exists and decodes (once: see ``frame_check.py``) and that the
-    training set and every direction's query and gallery hold tracklets.
+    training set and every direction's query and gallery hold tracklets. ``self.test_only``: the
+    test split alone was read (``train`` empty; evaluation and feature extraction). ``self.splits``:
+    ``{"query": idx, "gallery": idx}`` into ``test``, the data set's own query and gallery lists
+    (``tools/extract_features.py --split``).
 
     Class attributes: ``protocol`` ("vcm" removes same-identity same-camera gallery entries at
     evaluation, "bupt" does not), ``test_frame_rule`` (see ``tracklets.test_frame_indices``),
@@ -60,6 +63,8 @@ class VideoCrossModalDataset:
     dataset_dir: str   # the data set's folder, as a sub-folder of DATASETS.ROOT
     root_marker: str   # a file or folder that only the data set's folder itself holds
     test_subsets: dict[str, str] = {}
+    test_only: bool = False
+    splits: dict[str, np.ndarray]
 
     def _finish(self, train: list[Tracklet], test: list[Tracklet],
                 directions: dict[str, tuple[np.ndarray, np.ndarray]], left_out: Counter,
@@ -73,7 +78,7 @@ class VideoCrossModalDataset:
 
     def _check_not_empty(self) -> None:
         """A training set, and every direction's query and gallery, with at least one tracklet."""
-        parts = {"training set": len(self.train)}
+        parts = {} if self.test_only else {"training set": len(self.train)}
         for name, (query, gallery) in self.directions.items():
             parts[f"{name} query"], parts[f"{name} gallery"] = len(query), len(gallery)
         empty = [part for part, count in parts.items() if count == 0]

@@ -43,7 +43,7 @@ class BUPTCampus(VideoCrossModalDataset):
     paired_train = True
 
     def __init__(self, root: str = "datasets", use_auxiliary: bool = False,
-                 drop_rgb_remainder: int = 64, **kwargs) -> None:
+                 drop_rgb_remainder: int = 64, test_only: bool = False, **kwargs) -> None:
         self.root = self._folder(root, "the BUPTCampus folder (DATA/, data_paths.json, train.txt, ...)")
         paths_file = self._require(self.root / "data_paths.json", "BUPTCampus' data_paths.json")
         try:
@@ -52,13 +52,15 @@ class BUPTCampus(VideoCrossModalDataset):
             raise DatasetFormatError(paths_file, "valid JSON", line=error.lineno, found=error.msg) from None
         self.frame_root = self._require(self.root / "DATA", "BUPTCampus' frame folder DATA/")
 
-        train = self._pairs(self.root / "train.txt")
-        auxiliary = self._pairs(self.root / "train_auxiliary.txt") if use_auxiliary else None
+        self.test_only = test_only
+        train = [] if test_only else self._pairs(self.root / "train.txt")
+        auxiliary = self._pairs(self.root / "train_auxiliary.txt") if use_auxiliary and not test_only else None
         query = self._singles(self.root / "query.txt")
         gallery = self._singles(self.root / "gallery.txt")
         test = query + gallery
         modality = np.asarray([t.modality for t in test])
         in_query = np.arange(len(test)) < len(query)
+        self.splits = {"query": np.flatnonzero(in_query), "gallery": np.flatnonzero(~in_query)}
         subsets = {"all": (np.ones(len(test), dtype=bool), "every tracklet of query.txt and gallery.txt")}
         official = self._official_subset(query, gallery, drop_rgb_remainder) if drop_rgb_remainder else None
         if official is not None:

@@ -31,15 +31,18 @@ class VCM(VideoCrossModalDataset):
     dataset_dir = "HITSZ-VCM"
     root_marker = "info"
 
-    def __init__(self, root: str = "datasets", min_frames: int = 12, **kwargs) -> None:
+    def __init__(self, root: str = "datasets", min_frames: int = 12, test_only: bool = False, **kwargs) -> None:
         self.root = self._folder(root, "the HITSZ-VCM folder (info/, Train/, Test/)")
         info = self._require(self.root / "info", "the HITSZ-VCM index folder info/")
         self.min_frames = min_frames
+        self.test_only = test_only
         left_out: Counter = Counter()
 
-        train_rows = self._read_tracks(info / "track_train_info.txt")
-        train = self._tracklets(train_rows, info / "track_train_info.txt", info / "train_name.txt",
-                                self._frame_root("Train"), "train", left_out)[0]
+        train = []
+        if not test_only:
+            train_rows = self._read_tracks(info / "track_train_info.txt")
+            train = self._tracklets(train_rows, info / "track_train_info.txt", info / "train_name.txt",
+                                    self._frame_root("Train"), "train", left_out)[0]
         test_rows = self._read_tracks(info / "track_test_info.txt")
         test, kept_rows = self._tracklets(test_rows, info / "track_test_info.txt", info / "test_name.txt",
                                           self._frame_root("Test"), "test", left_out)
@@ -48,6 +51,7 @@ class VCM(VideoCrossModalDataset):
         # IR->VIS: the listed rows are the query; VIS->IR: the other rows query those rows.
         directions = dict(zip(DIRECTIONS, [(np.flatnonzero(is_query), np.flatnonzero(~is_query)),
                                            (np.flatnonzero(~is_query), np.flatnonzero(is_query))], strict=True))
+        self.splits = {"query": directions["IR->VIS"][0], "gallery": directions["IR->VIS"][1]}
         self._finish(train, test, directions, left_out)
 
     def _frame_root(self, split: str) -> Path:

@@ -1,0 +1,59 @@
+"""Features of a folder of tracklet folders, or of a registered data set's query or gallery split,
+as :class:`~fastreid_vld.engine.feature_files.FeatureSet` (``tools/extract_features.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from fastreid.config import CfgNode
+
+from ..data.build import load_vvi_dataset
+from ..data.tracklet_folders import find_tracklet_folders
+from .feature_files import FeatureSet
+from .predictor import TrackletPredictor
+
+__all__ = ["dataset_features", "folder_features", "middle_frame"]
+
+
+def middle_frame(frames: Sequence[str]) -> str:
+    """The frame that stands for a tracklet in pictures."""
+    return frames[len(frames) // 2]
+
+
+def folder_features(cfg: CfgNode, root: str | Path, weights: str | None = None) -> FeatureSet:
+    """Every tracklet folder under ``root`` (data/tracklet_folders.py), in name order, with the test
+    frame rule of the config's first test set (or INPUT.TEST_FRAME_RULE)."""
+    tracklets = find_tracklet_folders(root)  # before the model is built: a bad folder fails at once
+    predictor = TrackletPredictor(cfg, weights)
+    features = predictor.features([t.frames for t in tracklets], description=f"features of {len(tracklets)} "
+                                  f"tracklets in {root}")
+    return FeatureSet(features.numpy(), np.asarray([t.name for t in tracklets]),
+                      np.asarray([middle_frame(t.frames) for t in tracklets]), predictor.cfg.dump(),
+                      predictor.cfg.MODEL.WEIGHTS)
+
+
+def dataset_features(cfg: CfgNode, dataset_name: str, split: str, weights: str | None = None) -> FeatureSet:
+    """The ``split`` ("query" or "gallery": the data set's own lists, ``dataset.splits``) of data set
+    ``dataset_name`` under DATASETS.ROOT, with its test frame rule and its identity labels; only the
+    test split is read."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.DATASETS.TESTS = (dataset_name,)  # the predictor takes this data set's test frame rule
+    dataset = load_vvi_dataset(cfg, dataset_name, test_only=True)
+    tracklets = [dataset.test[i] for i in dataset.splits[split]]
+    predictor = TrackletPredictor(cfg, weights)
+    features = predictor.features([t.frames for t in tracklets],
+                                  description=f"features of the {len(tracklets)} {dataset_name} {split} tracklets")
+    root = Path(dataset.root)
+
+    def name(frames: Sequence[str]) -> str:
+        first, last = Path(frames[0]), Path(frames[-1])
+        return f"{first.parent.relative_to(root).as_posix()}/{first.stem}-{last.stem}"
+
+    return FeatureSet(features.numpy(), np.asarray([name(t.frames) for t in tracklets]),
+                      np.asarray([middle_frame(t.frames) for t in tracklets]), predictor.cfg.dump(),
+                      predictor.cfg.MODEL.WEIGHTS, pids=np.asarray([str(t.pid) for t in tracklets]),
+                      camids=np.asarray([t.camid for t in tracklets]),
+                      modalities=np.asarray([t.modality for t in tracklets]))

@@ -1,0 +1,63 @@
+"""Pictures of rank lists: each row a query tracklet, then its nearest gallery tracklets, each shown
+by one frame with a caption (rank and distance), framed green where the identity is right, red where
+it is wrong and grey where identities are unknown (``tools/search.py``, ``tools/visualize_ranks.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ["Tile", "draw_rank_lists", "gallery_caption"]
+
+GREEN, RED, GREY, WHITE, BLACK = (40, 180, 60), (220, 40, 40), (170, 170, 170), (255, 255, 255), (0, 0, 0)
+CAPTION_HEIGHT = 14
+
+
+@dataclass(frozen=True)
+class Tile:
+    frame: str                  # the picture's frame (a tracklet's middle frame)
+    caption: str                # written under it
+    right: bool | None = None   # the identity is the query's (None: unknown, or the query itself)
+
+
+def gallery_caption(rank: int, distance: float) -> str:
+    return f"#{rank} {distance:.4g}"
+
+
+def draw_rank_lists(rows: list[tuple[Tile, list[Tile]]], out: str | Path, tile: tuple[int, int] = (128, 64),
+                    border: int = 4) -> Path:
+    """``rows``: (query tile, gallery tiles nearest first) per query -> one PNG at ``out``."""
+    height, width = tile
+    cell_w, cell_h = width + 2 * border, height + 2 * border + CAPTION_HEIGHT
+    gap = width // 2
+    columns = 1 + max(len(gallery) for _, gallery in rows)
+    canvas = Image.new("RGB", (columns * cell_w + gap, len(rows) * cell_h), WHITE)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for r, (query, gallery) in enumerate(rows):
+        y = r * cell_h
+        for c, shown in enumerate([query, *gallery]):
+            x = c * cell_w + (gap if c else 0)
+            if shown is not query:
+                colour = GREY if shown.right is None else GREEN if shown.right else RED
+                draw.rectangle([x, y, x + cell_w - 1, y + height + 2 * border - 1], fill=colour)
+            with Image.open(shown.frame) as frame:
+                canvas.paste(frame.convert("RGB").resize((width, height)), (x + border, y + border))
+            draw.text((x + border, y + height + 2 * border), _fitted(draw, shown.caption, font, cell_w - border),
+                      fill=BLACK, font=font)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out)
+    return out
+
+
+def _fitted(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
+    """``text``, or its end behind ``...`` where the whole is wider than ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    for start in range(1, len(text)):
+        if draw.textlength("..." + text[start:], font=font) <= width:
+            return "..." + text[start:]
+    return ""
