@@ -11,7 +11,7 @@ truncated. compat.py routes its save, read and resume through the functions here
 - :func:`read_checkpoint`: ``torch.load(..., weights_only=True)`` always, and one clear error
   naming the file when it cannot be read;
 - :func:`require_weights`, :func:`check_weights_match`: weights to start training from must exist
-  and load at least one of the model's parameters; :func:`check_weights_complete`: weights for
+  and load at least one of the model's parameters; :func:`complete_weights`: weights for
   evaluation and inference must hold every entry of the model (``--eval-only`` never evaluates a
   model left wholly or partly at its random initialisation);
 - :func:`newest_readable_checkpoint`: the file ``last_checkpoint`` names, or, when that is missing,
@@ -31,7 +31,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CheckpointReadError", "check_same_model", "check_weights_complete", "check_weights_match",
+__all__ = ["CheckpointReadError", "check_same_model", "check_weights_match", "complete_weights",
            "newest_readable_checkpoint", "read_checkpoint", "require_weights", "write_atomically"]
 
 
@@ -103,35 +103,38 @@ def require_weights(path: str, key: str = "MODEL.WEIGHTS") -> None:
         raise FileNotFoundError(f"{key}: checkpoint {path} not found")
 
 
-def check_weights_match(model: torch.nn.Module, path: str, key: str = "MODEL.WEIGHTS") -> None:
+def check_weights_match(model: torch.nn.Module, path: str, key: str = "MODEL.WEIGHTS") -> dict[str, Any]:
     """Refuse, with one line naming ``key`` and the file, weights that are missing or that load no
     parameter of ``model`` (other names or shapes); weights that load some of them pass (fast-reid's
-    Checkpointer then lists what it skipped)."""
+    Checkpointer then lists what it skipped). Returns the checkpoint's ``model`` state dict."""
     require_weights(path, key)
     checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint.get("model"), dict):
         raise CheckpointReadError(f"{key} {path}: expected a fast-reid checkpoint with a 'model' state dict, found "
                                   f"the entries {sorted(map(str, checkpoint))[:5]}")
-    matching, _ = _compare_shapes(model, checkpoint["model"])
+    weights = checkpoint["model"]
+    matching, _ = _compare_shapes(model, weights)
     if not matching:
-        raise CheckpointReadError(f"{key} {path}: none of its {len(checkpoint['model'])} entries is a parameter of "
-                                  f"this model (names and shapes differ, e.g. {sorted(checkpoint['model'])[:3]}): "
+        raise CheckpointReadError(f"{key} {path}: none of its {len(weights)} entries is a parameter of "
+                                  f"this model (names and shapes differ, e.g. {sorted(weights)[:3]}): "
                                   "is it a checkpoint of this config's model?")
+    return weights
 
 
-def check_weights_complete(model: torch.nn.Module, path: str, key: str = "MODEL.WEIGHTS") -> None:
-    """Weights for inference: :func:`check_weights_match`, and every entry of ``model`` in them with its
-    shape (a model left partly at its random initialisation is refused, naming what is missing)."""
-    check_weights_match(model, path, key)
-    weights = read_checkpoint(path)["model"]
+def complete_weights(model: torch.nn.Module, path: str, key: str = "MODEL.WEIGHTS") -> dict[str, torch.Tensor]:
+    """Weights for inference, read once: :func:`check_weights_match`, and every entry of ``model`` in
+    them with its shape (a model left partly at its random initialisation is refused, naming what is
+    missing). Returns ``model``'s state dict from them, for ``model.load_state_dict``."""
+    weights = {name.removeprefix("module."): value for name, value in check_weights_match(model, path, key).items()}
+    expected = model.state_dict()
     _, differing = _compare_shapes(model, weights)
-    present = {name.removeprefix("module.") for name in weights}
-    missing = [name for name in model.state_dict() if name not in present]
+    missing = [name for name in expected if name not in weights]
     if differing or missing:
         examples = "; ".join(differing[:2] + [f"{name} missing" for name in missing[:2]])
         raise CheckpointReadError(f"{key} {path}: not the weights of this config's model: {len(differing)} entries "
-                                  f"of another shape and {len(missing)} of the model's {len(model.state_dict())} "
-                                  f"missing (e.g. {examples}): another architecture, geometry or class count?")
+                                  f"of another shape and {len(missing)} of the model's {len(expected)} missing "
+                                  f"(e.g. {examples}): another architecture, geometry or class count?")
+    return {name: weights[name] for name in expected}
 
 
 def check_same_model(model: torch.nn.Module, path: str) -> None:

@@ -108,6 +108,8 @@ def test_the_predictor_reads_frame_paths_as_the_test_loader_does(vcm_root, weigh
     assert torch.equal(from_loader, from_paths)
     with pytest.raises(ValueError, match=r"expected tracklet images \[B, 6, 3, 64, 32\]"):
         predictor(batch["images"][:, :4])
+    with pytest.raises(ConfigError, match="INPUT.CROP.ENABLED True: tracklet frames are resized"):
+        TrackletPredictor(tiny_cfg("INPUT.CROP.ENABLED", True), weights)
 
 
 def test_extracted_features_are_the_predictors_and_repeat_exactly(tracklet_dir, weights, tmp_path):

@@ -20,6 +20,7 @@ queries and a visible gallery (both files from a data set: they carry modalities
 """
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -81,7 +82,7 @@ def distance_settings(args: argparse.Namespace, gallery: FeatureSet) -> Distance
     """The gallery config's TEST.METRIC / AQE / RERANK settings, with the flags' overrides."""
     settings = DistanceSettings.from_config(CfgNode.load_cfg(gallery.config)) if gallery.config else DistanceSettings()
     overrides = {"metric": args.metric, "aqe": args.aqe, "rerank": args.rerank}
-    return DistanceSettings(**{**settings.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
+    return dataclasses.replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 
 
 def cross_modal(query: FeatureSet, gallery: FeatureSet, direction: str, paths: tuple[Path, Path]):

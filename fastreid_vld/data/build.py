@@ -288,6 +288,7 @@ def build_vvi_train_loader(cfg: CfgNode) -> CheckedLoader:
 def build_vvi_test_loader(cfg: CfgNode, dataset_name: str) -> tuple[CheckedLoader, VideoCrossModalDataset]:
     """Every test tracklet of ``dataset_name`` in ``dataset.test`` order (fast-reid's
     InferenceSampler: under torch.distributed, rank r gets the r-th contiguous part)."""
+    refuse_keys_not_honoured(cfg, FRAME_KEYS_NOT_HONOURED)  # before the data set is read
     dataset = load_vvi_dataset(cfg, dataset_name, test_only=True)
     test_set = VideoTestSet(dataset.test, cfg.INPUT.SEQ_LEN, test_frame_rule(cfg, dataset_name),
                             tuple(cfg.INPUT.SIZE_TEST))
@@ -297,7 +298,6 @@ def build_vvi_test_loader(cfg: CfgNode, dataset_name: str) -> tuple[CheckedLoade
 def build_inference_loader(cfg: CfgNode, test_set: Dataset) -> CheckedLoader:
     """Batches of TEST.IMS_PER_BATCH tracklets of ``test_set`` in order (fast-reid's InferenceSampler:
     under torch.distributed, rank r gets the r-th contiguous part), DATALOADER.NUM_WORKERS workers."""
-    refuse_keys_not_honoured(cfg, FRAME_KEYS_NOT_HONOURED)
     batch_sampler = torch.utils.data.BatchSampler(
         fastreid_samplers.InferenceSampler(len(test_set)), cfg.TEST.IMS_PER_BATCH // comm.get_world_size(), False)
     return _loader(cfg, test_set, batch_sampler)

@@ -23,11 +23,17 @@ from collections.abc import Sequence
 import torch
 from fastreid.config import CfgNode
 from fastreid.modeling import build_model
-from fastreid.utils.checkpoint import Checkpointer
 from tqdm import tqdm
 
-from ..checkpoint import CheckpointReadError, check_weights_complete, read_checkpoint, require_weights
-from ..data.build import FrameListSet, build_inference_loader, read_test_frames, test_frame_rule
+from ..checkpoint import CheckpointReadError, complete_weights, read_checkpoint, require_weights
+from ..data.build import (
+    FRAME_KEYS_NOT_HONOURED,
+    FrameListSet,
+    build_inference_loader,
+    read_test_frames,
+    refuse_keys_not_honoured,
+    test_frame_rule,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +76,8 @@ def build_eval_model(cfg: CfgNode) -> torch.nn.Module:
     """The model of ``cfg`` (an :func:`eval_config`) on MODEL.DEVICE, with every entry loaded from
     MODEL.WEIGHTS, in eval mode."""
     model = build_model(cfg)
-    check_weights_complete(model, cfg.MODEL.WEIGHTS)
-    Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+    model.load_state_dict(complete_weights(model, cfg.MODEL.WEIGHTS))
+    logger.info("Loaded every entry of %s from MODEL.WEIGHTS %s", type(model).__name__, cfg.MODEL.WEIGHTS)
     return model.eval()
 
 
@@ -79,6 +85,7 @@ class TrackletPredictor:
     """Features of tracklets, from a config and its weights (see the module docstring)."""
 
     def __init__(self, cfg: CfgNode, weights: str | None = None) -> None:
+        refuse_keys_not_honoured(cfg, FRAME_KEYS_NOT_HONOURED)  # frames are read as the test loader reads them
         self.cfg = eval_config(cfg, weights)
         self.model = build_eval_model(self.cfg)
         self.seq_len = self.cfg.INPUT.SEQ_LEN
