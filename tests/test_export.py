@@ -129,3 +129,12 @@ def test_tool_input_errors_are_one_line(tmp_path, weights, case):
         output = tmp_path
     with pytest.raises(SystemExit, match=expected):
         tool.main(["--config-file", CONFIG, "--format", "onnx", "--output", str(output), *opts])
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_a_video_baseline_exports_too(tmp_path, checks, fmt):
+    """fast-reid's backbone and head under VideoBaseline (configs/VideoBaseline/demo_r18.yml, ResNet-18)."""
+    torch.manual_seed(0)
+    baseline = build_model(tiny_cfg(config="configs/VideoBaseline/demo_r18.yml")).eval()
+    differences = export_and_check(baseline, fmt, random_tracklets(2, T, SIZE), tmp_path / f"r18.{fmt}")
+    assert list(differences) == [1, 3] and max(differences.values()) <= TOLERANCE, differences

@@ -165,24 +165,6 @@ class VideoTrainSet(Dataset):
         return _item(tracklet, self.labels[index], indices, frames)
 
 
-class VideoTestSet(Dataset):
-    """Every test tracklet, in order, with the data set's test frame rule."""
-
-    def __init__(self, tracklets: list[Tracklet], seq_len: int, frame_rule: str, size: tuple[int, int]):
-        self.tracklets, self.seq_len, self.frame_rule, self.size = tracklets, seq_len, frame_rule, size
-
-    def __len__(self) -> int:
-        return len(self.tracklets)
-
-    def __getitem__(self, index: int) -> dict:
-        tracklet = self.tracklets[index]
-        try:
-            indices, frames = read_test_frames(tracklet.frames, self.seq_len, self.frame_rule, self.size)
-        except FrameReadError as error:
-            return {"error": str(error)}
-        return _item(tracklet, int(tracklet.pid), indices, frames)
-
-
 class FrameListSet(Dataset):
     """Tracklets given as frame-path lists (any length each), read with a test frame rule:
     ``{"images": [T, 3, H, W], "img_paths": the T paths}`` (engine/predictor.py)."""
@@ -201,6 +183,21 @@ class FrameListSet(Dataset):
         except FrameReadError as error:
             return {"error": str(error)}
         return {"images": images, "img_paths": tuple(frames[i] for i in indices)}
+
+
+class VideoTestSet(FrameListSet):
+    """Every test tracklet, in order, with the data set's test frame rule and its labels."""
+
+    def __init__(self, tracklets: list[Tracklet], seq_len: int, frame_rule: str, size: tuple[int, int]):
+        super().__init__([tracklet.frames for tracklet in tracklets], seq_len, frame_rule, size)
+        self.tracklets = tracklets
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        if "error" in item:
+            return item
+        tracklet = self.tracklets[index]
+        return {**item, "targets": int(tracklet.pid), "camids": tracklet.camid, "modalities": tracklet.modality}
 
 
 def collate_tracklets(items: list[dict]) -> dict:
