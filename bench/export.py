@@ -39,7 +39,7 @@ from fastreid_vld.engine.export import (
     load_export,
     random_tracklets,
 )
-from fastreid_vld.engine.predictor import build_eval_model, eval_config
+from fastreid_vld.engine.predictor import load_eval_model
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIMES = ("PyTorch", "TorchScript", "onnxruntime")  # PyTorch first: the reference
@@ -86,8 +86,8 @@ def eval_model(config_file: str, scratch: Path) -> tuple[torch.nn.Module, tuple[
     torch.manual_seed(0)
     weights = scratch / "random.pth"
     torch.save({"model": build_model(cfg).state_dict()}, weights)
-    cfg = eval_config(cfg, str(weights))
-    return build_eval_model(cfg), (cfg.INPUT.SEQ_LEN, tuple(cfg.INPUT.SIZE_TEST))
+    cfg, model = load_eval_model(cfg, str(weights))
+    return model, (cfg.INPUT.SEQ_LEN, tuple(cfg.INPUT.SIZE_TEST))
 
 
 def pytorch_runner(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -32,7 +32,8 @@ import torch
 logger = logging.getLogger(__name__)
 
 __all__ = ["CheckpointReadError", "check_same_model", "check_weights_match", "complete_weights",
-           "newest_readable_checkpoint", "read_checkpoint", "require_weights", "write_atomically"]
+           "newest_readable_checkpoint", "read_checkpoint", "read_model_weights", "require_weights",
+           "write_atomically"]
 
 
 class CheckpointReadError(RuntimeError):
@@ -103,29 +104,31 @@ def require_weights(path: str, key: str = "MODEL.WEIGHTS") -> None:
         raise FileNotFoundError(f"{key}: checkpoint {path} not found")
 
 
-def check_weights_match(model: torch.nn.Module, path: str, key: str = "MODEL.WEIGHTS") -> dict[str, Any]:
-    """Refuse, with one line naming ``key`` and the file, weights that are missing or that load no
-    parameter of ``model`` (other names or shapes); weights that load some of them pass (fast-reid's
-    Checkpointer then lists what it skipped). Returns the checkpoint's ``model`` state dict."""
+def read_model_weights(path: str, key: str = "MODEL.WEIGHTS") -> dict[str, Any]:
+    """The ``model`` state dict of the fast-reid checkpoint at ``path`` (named by ``key`` in errors),
+    names without a ``module.`` (DistributedDataParallel) prefix."""
     require_weights(path, key)
     checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint.get("model"), dict):
         raise CheckpointReadError(f"{key} {path}: expected a fast-reid checkpoint with a 'model' state dict, found "
                                   f"the entries {sorted(map(str, checkpoint))[:5]}")
-    weights = checkpoint["model"]
-    matching, _ = _compare_shapes(model, weights)
-    if not matching:
-        raise CheckpointReadError(f"{key} {path}: none of its {len(weights)} entries is a parameter of "
-                                  f"this model (names and shapes differ, e.g. {sorted(weights)[:3]}): "
-                                  "is it a checkpoint of this config's model?")
-    return weights
+    return {name.removeprefix("module."): value for name, value in checkpoint["model"].items()}
 
 
-def complete_weights(model: torch.nn.Module, path: str, key: str = "MODEL.WEIGHTS") -> dict[str, torch.Tensor]:
-    """Weights for inference, read once: :func:`check_weights_match`, and every entry of ``model`` in
-    them with its shape (a model left partly at its random initialisation is refused, naming what is
-    missing). Returns ``model``'s state dict from them, for ``model.load_state_dict``."""
-    weights = {name.removeprefix("module."): value for name, value in check_weights_match(model, path, key).items()}
+def check_weights_match(model: torch.nn.Module, path: str, key: str = "MODEL.WEIGHTS") -> None:
+    """Refuse, with one line naming ``key`` and the file, weights that are missing or that load no
+    parameter of ``model`` (other names or shapes); weights that load some of them pass (fast-reid's
+    Checkpointer then lists what it skipped)."""
+    _refuse_unrelated(model, read_model_weights(path, key), path, key)
+
+
+def complete_weights(model: torch.nn.Module, weights: dict[str, Any], path: str,
+                     key: str = "MODEL.WEIGHTS") -> dict[str, torch.Tensor]:
+    """Weights for inference (:func:`read_model_weights` of ``path``): refused as by
+    :func:`check_weights_match`, and unless every entry of ``model`` is in them with its shape (a
+    model left partly at its random initialisation is refused, naming what is missing). Returns
+    ``model``'s state dict from them, for ``model.load_state_dict``."""
+    _refuse_unrelated(model, weights, path, key)
     expected = model.state_dict()
     _, differing = _compare_shapes(model, weights)
     missing = [name for name in expected if name not in weights]
@@ -135,6 +138,14 @@ def complete_weights(model: torch.nn.Module, path: str, key: str = "MODEL.WEIGHT
                                   f"of another shape and {len(missing)} of the model's {len(expected)} missing "
                                   f"(e.g. {examples}): another architecture, geometry or class count?")
     return {name: weights[name] for name in expected}
+
+
+def _refuse_unrelated(model: torch.nn.Module, weights: dict[str, Any], path: str, key: str) -> None:
+    matching, _ = _compare_shapes(model, weights)
+    if not matching:
+        raise CheckpointReadError(f"{key} {path}: none of its {len(weights)} entries is a parameter of "
+                                  f"this model (names and shapes differ, e.g. {sorted(weights)[:3]}): "
+                                  "is it a checkpoint of this config's model?")
 
 
 def check_same_model(model: torch.nn.Module, path: str) -> None:

@@ -39,7 +39,7 @@ from fastreid_vld.engine.export import (  # noqa: E402
     file_size,
     random_tracklets,
 )
-from fastreid_vld.engine.predictor import build_eval_model, eval_config  # noqa: E402
+from fastreid_vld.engine.predictor import load_eval_model  # noqa: E402
 
 #: batch sizes the export is checked at: a single tracklet and one the example batch is not
 CHECK_BATCHES = (1, 3)
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> Path:
     cfg = inference_config(args.config_file, args.opts)
     check_output(args.output, args.format)  # before the model is loaded
     cfg.MODEL.DEVICE = "cpu"  # a float32 file that loads anywhere
-    cfg = eval_config(cfg)
-    model = build_eval_model(cfg)
+    cfg, model = load_eval_model(cfg)
     seq_len, size = cfg.INPUT.SEQ_LEN, tuple(cfg.INPUT.SIZE_TEST)
     example = random_tracklets(args.batch, seq_len, size)
     with torch.no_grad():

@@ -28,7 +28,7 @@ from fastreid_vld import VLDTrainer, add_vld_config  # noqa: E402
 from fastreid_vld.checkpoint import check_weights_match  # noqa: E402
 from fastreid_vld.config import ConfigError, check_config, merge_config  # noqa: E402
 from fastreid_vld.engine.defaults import INPUT_ERRORS, cap_workers, fall_back_to_cpu  # noqa: E402
-from fastreid_vld.engine.predictor import build_eval_model, eval_config  # noqa: E402
+from fastreid_vld.engine.predictor import load_eval_model  # noqa: E402
 
 
 def setup(args):
@@ -76,8 +76,7 @@ def eval_only_model(cfg, untrained: bool) -> tuple:
     """(config, model) for --eval-only: MODEL.WEIGHTS, every entry of the model loaded (the training
     split is neither needed nor read), or with --untrained the randomly initialised model."""
     if not untrained:
-        cfg = eval_config(cfg)
-        return cfg, build_eval_model(cfg)
+        return load_eval_model(cfg)
     logging.getLogger("fastreid_vld").warning("--untrained: evaluating the randomly initialised model")
     cfg = cfg.clone()
     cfg.defrost()

@@ -25,7 +25,7 @@ import fastreid_vld  # noqa: E402,F401  (first: adapts fast-reid, registers the 
 import numpy as np  # noqa: E402
 
 from fastreid_vld.data import load_vvi_dataset  # noqa: E402
-from fastreid_vld.engine.defaults import exits_on_input_errors, inference_config  # noqa: E402
+from fastreid_vld.engine.defaults import add_model_arguments, exits_on_input_errors, inference_config  # noqa: E402
 from fastreid_vld.engine.extraction import middle_frame  # noqa: E402
 from fastreid_vld.engine.predictor import TrackletPredictor  # noqa: E402
 from fastreid_vld.evaluation.distances import DistanceSettings, direction_distances  # noqa: E402
@@ -43,23 +43,22 @@ def ranked_gallery(distances: np.ndarray, query_pid: int, query_camid: int, gall
 
 @exits_on_input_errors
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True)
+    parser = add_model_arguments(argparse.ArgumentParser(description=__doc__,
+                                                         formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--direction", default="IR->VIS")
     parser.add_argument("--queries", type=int, default=6, help="rows: evenly spaced queries")
     parser.add_argument("--top", type=int, default=10)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
     cfg = inference_config(args.config_file, args.opts)
     dataset_name = cfg.DATASETS.TESTS[0]
-    predictor = TrackletPredictor(cfg)  # rank lists of an untrained model are never drawn
     dataset = load_vvi_dataset(cfg, dataset_name, test_only=True)
-    features = predictor.features([t.frames for t in dataset.test], description="test features")  # [N, D]
     direction = dataset.labelled(args.direction)  # BUPTCampus: IR->VIS of the official test subset
-    if direction not in dataset.directions:
+    if direction not in dataset.directions:  # before the model is loaded and the features computed
         raise SystemExit(f"error: {dataset_name} has no direction {args.direction!r}: {list(dataset.directions)}")
     query_idx, gallery_idx = dataset.directions[direction]
+    predictor = TrackletPredictor(cfg)  # rank lists of an untrained model are never drawn
+    features = predictor.features([t.frames for t in dataset.test], description="test features")  # [N, D]
     distances = direction_distances(features[query_idx], features[gallery_idx],
                                     DistanceSettings.from_config(predictor.cfg))
     pids = np.asarray([int(t.pid) for t in dataset.test])

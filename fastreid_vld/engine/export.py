@@ -7,7 +7,7 @@
     differences = check_export(features, "vld.onnx", "onnx", [random_tracklets(1, T, (H, W)), ...])
 
 ``model`` is a model of this plugin or fast-reid built for eval (VLD, VideoBaseline: ``model({"images": x})``
-returns the features [B, D]), e.g. :func:`~fastreid_vld.engine.predictor.build_eval_model`'s. The file
+returns the features [B, D]), e.g. :func:`~fastreid_vld.engine.predictor.load_eval_model`'s. The file
 takes what the model takes (frames resized to INPUT.SIZE_TEST, 0..255 RGB, not normalised: the pixel
 mean and std are inside) and gives the features ``tools/train_net.py --eval-only`` evaluates.
 

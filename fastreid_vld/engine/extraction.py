@@ -26,34 +26,36 @@ def folder_features(cfg: CfgNode, root: str | Path, weights: str | None = None) 
     """Every tracklet folder under ``root`` (data/tracklet_folders.py), in name order, with the test
     frame rule of the config's first test set (or INPUT.TEST_FRAME_RULE)."""
     tracklets = find_tracklet_folders(root)  # before the model is built: a bad folder fails at once
-    predictor = TrackletPredictor(cfg, weights)
-    features = predictor.features([t.frames for t in tracklets], description=f"features of {len(tracklets)} "
-                                  f"tracklets in {root}")
-    return FeatureSet(features.numpy(), np.asarray([t.name for t in tracklets]),
-                      np.asarray([middle_frame(t.frames) for t in tracklets]), predictor.cfg.dump(),
-                      predictor.cfg.MODEL.WEIGHTS)
+    return _features(TrackletPredictor(cfg, weights), [t.frames for t in tracklets], [t.name for t in tracklets],
+                     f"features of {len(tracklets)} tracklets in {root}")
 
 
 def dataset_features(cfg: CfgNode, dataset_name: str, split: str, weights: str | None = None) -> FeatureSet:
     """The ``split`` ("query" or "gallery": the data set's own lists, ``dataset.splits``) of data set
     ``dataset_name`` under DATASETS.ROOT, with its test frame rule and its identity labels; only the
-    test split is read."""
+    test split is read. Names: ``<frame folder>/<first frame>-<last frame>``, relative to the data set."""
     cfg = cfg.clone()
     cfg.defrost()
     cfg.DATASETS.TESTS = (dataset_name,)  # the predictor takes this data set's test frame rule
     dataset = load_vvi_dataset(cfg, dataset_name, test_only=True)
     tracklets = [dataset.test[i] for i in dataset.splits[split]]
-    predictor = TrackletPredictor(cfg, weights)
-    features = predictor.features([t.frames for t in tracklets],
-                                  description=f"features of the {len(tracklets)} {dataset_name} {split} tracklets")
     root = Path(dataset.root)
 
     def name(frames: Sequence[str]) -> str:
         first, last = Path(frames[0]), Path(frames[-1])
         return f"{first.parent.relative_to(root).as_posix()}/{first.stem}-{last.stem}"
 
-    return FeatureSet(features.numpy(), np.asarray([name(t.frames) for t in tracklets]),
-                      np.asarray([middle_frame(t.frames) for t in tracklets]), predictor.cfg.dump(),
-                      predictor.cfg.MODEL.WEIGHTS, pids=np.asarray([str(t.pid) for t in tracklets]),
-                      camids=np.asarray([t.camid for t in tracklets]),
-                      modalities=np.asarray([t.modality for t in tracklets]))
+    return _features(TrackletPredictor(cfg, weights), [t.frames for t in tracklets],
+                     [name(t.frames) for t in tracklets],
+                     f"features of the {len(tracklets)} {dataset_name} {split} tracklets",
+                     pids=np.asarray([str(t.pid) for t in tracklets]), camids=np.asarray([t.camid for t in tracklets]),
+                     modalities=np.asarray([t.modality for t in tracklets]))
+
+
+def _features(predictor: TrackletPredictor, frame_lists: list[Sequence[str]], names: list[str], description: str,
+              **labels: np.ndarray) -> FeatureSet:
+    """The :class:`FeatureSet` of tracklets given by their frames and names, with the predictor's config
+    and weights and the ``labels`` (pids, camids, modalities) where known."""
+    features = predictor.features(frame_lists, description=description)  # [N, D]
+    return FeatureSet(features.numpy(), np.asarray(names), np.asarray([middle_frame(f) for f in frame_lists]),
+                      predictor.cfg.dump(), predictor.cfg.MODEL.WEIGHTS, **labels)

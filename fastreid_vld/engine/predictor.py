@@ -10,7 +10,7 @@ chooses T of them (``INPUT.TEST_FRAME_RULE``, else the rule of the first of DATA
 read as RGB and resized bilinearly to INPUT.SIZE_TEST; the model normalises. The features are those
 ``tools/train_net.py --eval-only`` evaluates, on the same frames bit for bit.
 
-:func:`build_eval_model` is what ``--eval-only`` and the tools load a model with: the weights must
+:func:`load_eval_model` is what ``--eval-only`` and the tools load a model with: the weights must
 be of this config's model, every entry of it (a partly loaded model's numbers mean nothing), and
 MODEL.HEADS.NUM_CLASSES 0 takes the checkpoint's class count (no training split needed).
 """
@@ -25,7 +25,7 @@ from fastreid.config import CfgNode
 from fastreid.modeling import build_model
 from tqdm import tqdm
 
-from ..checkpoint import CheckpointReadError, complete_weights, read_checkpoint, require_weights
+from ..checkpoint import CheckpointReadError, complete_weights, read_model_weights
 from ..data.build import (
     FRAME_KEYS_NOT_HONOURED,
     FrameListSet,
@@ -37,48 +37,41 @@ from ..data.build import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrackletPredictor", "build_eval_model", "checkpoint_num_classes", "eval_config"]
+__all__ = ["TrackletPredictor", "checkpoint_num_classes", "load_eval_model"]
 
 #: state-dict entries whose first dimension is the number of training identities, by head:
 #: IMLPHead (its 768-wide classifier), fast-reid's EmbeddingHead (its classifier weight).
 CLASSIFIER_ENTRIES = ("heads.classifier.linear.weight", "heads.weight")
 
 
-def checkpoint_num_classes(path: str) -> int:
-    """The number of identities the checkpoint at ``path`` was trained on (its classifier's rows)."""
-    state_dict = read_checkpoint(path).get("model", {})
-    for name, value in state_dict.items():
-        if name.removeprefix("module.") in CLASSIFIER_ENTRIES:
-            return int(value.shape[0])
+def checkpoint_num_classes(weights: dict[str, torch.Tensor], path: str) -> int:
+    """The number of identities the ``weights`` read from ``path`` were trained on (their classifier's rows)."""
+    for name in CLASSIFIER_ENTRIES:
+        if name in weights:
+            return int(weights[name].shape[0])
     raise CheckpointReadError(f"MODEL.WEIGHTS {path}: MODEL.HEADS.NUM_CLASSES is 0 and the checkpoint has no "
                               f"classifier entry ({' or '.join(CLASSIFIER_ENTRIES)}) to take it from: set "
                               "MODEL.HEADS.NUM_CLASSES to the training identities")
 
 
-def eval_config(cfg: CfgNode, weights: str | None = None) -> CfgNode:
-    """A frozen copy of ``cfg`` for inference with ``weights`` (default MODEL.WEIGHTS, which must
-    exist): no backbone pretraining read (the checkpoint replaces it), MODEL.HEADS.NUM_CLASSES 0
-    taken from the checkpoint."""
+def load_eval_model(cfg: CfgNode, weights: str | None = None) -> tuple[CfgNode, torch.nn.Module]:
+    """(a frozen copy of ``cfg`` for inference, its model on MODEL.DEVICE in eval mode with every entry
+    loaded from ``weights``, default MODEL.WEIGHTS). The checkpoint is read once; no backbone
+    pretraining is read (the checkpoint replaces it); MODEL.HEADS.NUM_CLASSES 0 takes the checkpoint's."""
     cfg = cfg.clone()
     cfg.defrost()
     if weights is not None:
         cfg.MODEL.WEIGHTS = weights
-    require_weights(cfg.MODEL.WEIGHTS)
+    state_dict = read_model_weights(cfg.MODEL.WEIGHTS)
     cfg.MODEL.BACKBONE.PRETRAIN = False
     if cfg.MODEL.HEADS.NUM_CLASSES == 0:
-        cfg.MODEL.HEADS.NUM_CLASSES = checkpoint_num_classes(cfg.MODEL.WEIGHTS)
+        cfg.MODEL.HEADS.NUM_CLASSES = checkpoint_num_classes(state_dict, cfg.MODEL.WEIGHTS)
         logger.info("MODEL.HEADS.NUM_CLASSES %d, from %s", cfg.MODEL.HEADS.NUM_CLASSES, cfg.MODEL.WEIGHTS)
     cfg.freeze()
-    return cfg
-
-
-def build_eval_model(cfg: CfgNode) -> torch.nn.Module:
-    """The model of ``cfg`` (an :func:`eval_config`) on MODEL.DEVICE, with every entry loaded from
-    MODEL.WEIGHTS, in eval mode."""
     model = build_model(cfg)
-    model.load_state_dict(complete_weights(model, cfg.MODEL.WEIGHTS))
+    model.load_state_dict(complete_weights(model, state_dict, cfg.MODEL.WEIGHTS))
     logger.info("Loaded every entry of %s from MODEL.WEIGHTS %s", type(model).__name__, cfg.MODEL.WEIGHTS)
-    return model.eval()
+    return cfg, model.eval()
 
 
 class TrackletPredictor:
@@ -86,8 +79,7 @@ class TrackletPredictor:
 
     def __init__(self, cfg: CfgNode, weights: str | None = None) -> None:
         refuse_keys_not_honoured(cfg, FRAME_KEYS_NOT_HONOURED)  # frames are read as the test loader reads them
-        self.cfg = eval_config(cfg, weights)
-        self.model = build_eval_model(self.cfg)
+        self.cfg, self.model = load_eval_model(cfg, weights)
         self.seq_len = self.cfg.INPUT.SEQ_LEN
         self.size = tuple(self.cfg.INPUT.SIZE_TEST)  # (H, W)
         self.frame_rule = test_frame_rule(self.cfg)
