@@ -333,32 +333,14 @@ def make_launch_device_generic(launch_module: types.ModuleType) -> None:
 def _distributed_worker(local_rank: int, main_func: Callable, world_size: int,
                         num_gpus_per_machine: int, machine_rank: int, dist_url: str,
                         args: tuple) -> None:
-    """fast-reid's worker, with the backend and device chosen by what the machine has, and the
-    process group destroyed when ``main_func`` returns."""
-    import torch.distributed as dist
-    from fastreid.utils import comm
+    """fast-reid's worker (what ``mp.spawn`` runs in each process), joining the process group as a
+    torchrun process does (:func:`fastreid_vld.engine.launch.run_in_process_group`): the backend and
+    device chosen by what the machine has, the group destroyed when ``main_func`` returns."""
+    from .engine.launch import run_in_process_group  # at call time: fastreid_vld.engine imports fast-reid's
 
-    use_cuda = torch.cuda.is_available()
-    if use_cuda and num_gpus_per_machine > torch.cuda.device_count():
-        raise RuntimeError(f"--num-gpus {num_gpus_per_machine} but only "
-                           f"{torch.cuda.device_count()} CUDA devices are visible")
-    global_rank = machine_rank * num_gpus_per_machine + local_rank
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method=dist_url,
-                            world_size=world_size, rank=global_rank)
-    comm.synchronize()
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    num_machines = world_size // num_gpus_per_machine
-    for i in range(num_machines):
-        group = dist.new_group(list(range(i * num_gpus_per_machine, (i + 1) * num_gpus_per_machine)))
-        if i == machine_rank:
-            comm._LOCAL_PROCESS_GROUP = group
-    try:
-        main_func(*args)
-    finally:
-        # Join the backend's threads now: left to interpreter shutdown, gloo's can abort the
-        # process ("terminate called without an active exception").
-        dist.destroy_process_group()
+    run_in_process_group(main_func, args, init_method=dist_url,
+                         rank=machine_rank * num_gpus_per_machine + local_rank, world_size=world_size,
+                         local_rank=local_rank, local_world_size=num_gpus_per_machine)
 
 
 def make_ddp_device_generic(defaults: types.ModuleType) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from fastreid.config import CfgNode as CN
 
-__all__ = ["ConfigError", "add_vld_config", "check_config", "merge_config"]
+__all__ = ["ConfigError", "add_vld_config", "check_batch_split", "check_config", "merge_config"]
 
 
 class ConfigError(ValueError):
@@ -54,8 +54,8 @@ def _int_as_float(cfg: CN, key: str, value: str) -> str:
 
 #: (key, smallest value): settings below which training cannot run.
 MINIMUMS = (("INPUT.SEQ_LEN", 1), ("DATALOADER.NUM_INSTANCE", 1), ("SOLVER.MAX_EPOCH", 1),
-            ("SOLVER.ITERS_PER_EPOCH", 0), ("SOLVER.LOG_PERIOD", 1), ("SOLVER.IMS_PER_BATCH", 1),
-            ("TEST.IMS_PER_BATCH", 1))
+            ("SOLVER.ITERS_PER_EPOCH", 0), ("SOLVER.LOG_PERIOD", 1), ("SOLVER.MICRO_BATCH_SIZE", 0),
+            ("SOLVER.IMS_PER_BATCH", 1), ("TEST.IMS_PER_BATCH", 1))
 
 #: (key, the values it accepts): choices a build would only refuse at the first batch.
 CHOICES = (("INPUT.TRAIN_FRAME_RULE", ("restricted_random", "random_sorted", "consecutive")),
@@ -111,6 +111,27 @@ def check_config(cfg: CN) -> None:
         value = config_value(cfg, key)
         if value < smallest:
             raise ConfigError(f"{key} {value}: expected at least {smallest}")
+    check_batch_split(cfg)
+
+
+def check_batch_split(cfg: CN) -> None:
+    """SOLVER.IMS_PER_BATCH is the global batch: on video visible-infrared training sets 2 modalities x
+    DATALOADER.NUM_INSTANCE x identities, split evenly over the processes (fastreid_vld/distributed.py);
+    TEST.IMS_PER_BATCH gives every process at least one tracklet a batch."""
+    from fastreid.utils import comm
+
+    from .data.build import is_vvi_dataset
+
+    world_size, batch, k = comm.get_world_size(), cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE
+    if all(is_vvi_dataset(name) for name in cfg.DATASETS.NAMES) and batch % (2 * k):
+        raise ConfigError(f"SOLVER.IMS_PER_BATCH {batch}: expected 2 modalities x DATALOADER.NUM_INSTANCE ({k}) x "
+                          f"identities per batch, a multiple of {2 * k}")
+    if batch % world_size:
+        raise ConfigError(f"SOLVER.IMS_PER_BATCH {batch} cannot be split evenly over {world_size} processes: "
+                          f"expected a multiple of {world_size} (it is the global batch)")
+    if cfg.TEST.IMS_PER_BATCH < world_size:
+        raise ConfigError(f"TEST.IMS_PER_BATCH {cfg.TEST.IMS_PER_BATCH}: expected at least one tracklet for each "
+                          f"of the {world_size} processes")
 
 
 def add_vld_config(cfg: CN) -> CN:
@@ -213,6 +234,12 @@ def _add_solver_config(_C: CN) -> None:
     # Iterations between two lines of losses, learning rate and ETA in the log and metrics.json
     # (fast-reid writes every 200, a whole official VLD epoch); they are also written after every epoch.
     _C.SOLVER.LOG_PERIOD = 20
+    # Tracklets per backbone forward in training (micro-batches, as GradCache; fastreid_vld/modeling/
+    # global_batch.py): the backbone runs this many of the process's tracklets at a time without
+    # keeping their activations, the losses once over the whole batch, then each micro-batch's
+    # forward again in the backward pass: the loss and gradients of the whole batch, the activation
+    # memory of one micro-batch. 0: the process's whole share of SOLVER.IMS_PER_BATCH at once.
+    _C.SOLVER.MICRO_BATCH_SIZE = 0
     # Autocast dtype when SOLVER.AMP.ENABLED: "float16" (with a gradient scaler, whose state
     # checkpoints carry) or "bfloat16" (no scaler); both on CUDA or the CPU. The official VLD code
     # uses float16 on CUDA.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,14 @@ def run_python(*args: str, env: dict[str, str] | None = None, timeout: int = 600
     """Run this environment's python with ``args`` in a fresh process; output captured."""
     return subprocess.run([sys.executable, *args], cwd=cwd, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    """A TCP port of the loopback that is free now (bound to port 0, the system picks it), for a process
+    group's rendezvous; another process may still take it before the run binds it, rarely."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def load_tool(name: str) -> ModuleType:

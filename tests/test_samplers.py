@@ -78,12 +78,22 @@ def test_batches_are_visible_then_infrared_blocks_of_the_same_identities(vcm, na
         assert all(vcm.train[i].modality == INFRARED for i, _ in infrared)
         ids = [labels[i] for i, _ in visible]
         assert ids == [labels[i] for i, _ in infrared] and len(set(ids)) == 2
-    shards = []
-    for rank in range(2):  # torch.distributed: rank r takes every 2nd batch of the one global stream
-        sharded = build_cross_modal_sampler(name, vcm.train, labels, num_ids=2, num_instances=3, seed=1)
-        sharded.rank, sharded.world_size = rank, 2
-        shards.append(take(sharded, 15))
-    assert shards[0] == batches[0::2] and shards[1] == batches[1::2]
+
+    def shares(world_size: int, batches_done: int = 0) -> list[list[list[tuple[int, int]]]]:
+        """Each process's share of the first batches under torch.distributed."""
+        shares = []
+        for rank in range(world_size):
+            sharded = build_cross_modal_sampler(name, vcm.train, labels, num_ids=2, num_instances=3, seed=1)
+            sharded.rank, sharded.world_size, sharded.batches_done = rank, world_size, batches_done
+            shares.append(take(sharded, 30 - batches_done))
+        return shares
+
+    for world_size in (2, 3, 4):  # process r holds every world_size-th tracklet of each one-process batch
+        per_process = shares(world_size)
+        for i, batch in enumerate(batches):
+            assert [item for items in zip(*(share[i] for share in per_process), strict=True) for item in items] == batch
+    resumed = shares(2, batches_done=7)  # a resumed stream goes on with the global batch after the skipped ones
+    assert resumed[1][0] == batches[7][1::2]
 
 
 @pytest.mark.parametrize("name", sorted(TRAIN_SAMPLERS))

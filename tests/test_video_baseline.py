@@ -70,7 +70,7 @@ def test_the_head_gets_the_mean_over_frames_of_each_frames_feature_map():
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
     with torch.no_grad():
         per_frame = torch.stack([video_baseline.backbone((images[:, t] - mean) / std) for t in range(T)])
-        pooled = video_baseline.tracklet_feature_maps({"images": images})
+        pooled = video_baseline.tracklet_feature_maps(video_baseline.preprocess_image({"images": images}))
         features = video_baseline({"images": images})
     assert per_frame.shape == (T, B, RESNET18_WIDTH, H // 16, W // 16)  # LAST_STRIDE 1: stride 16
     torch.testing.assert_close(pooled, per_frame.mean(dim=0), rtol=1e-5, atol=1e-5)

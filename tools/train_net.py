@@ -2,10 +2,12 @@
 """Train or evaluate with fast-reid conventions:
 
     python tools/train_net.py --config-file configs/VLD/vcm.yml [--eval-only [--untrained]] [--resume]
-        [--num-gpus N] [KEY VALUE ...]
+        [--num-gpus N [--num-machines M --machine-rank R --dist-url tcp://HOST:PORT]] [KEY VALUE ...]
+    torchrun --nproc_per_node N tools/train_net.py --config-file configs/VLD/vcm.yml [KEY VALUE ...]
 
 --eval-only needs trained weights (MODEL.WEIGHTS); --untrained evaluates the randomly initialised
-model instead, on purpose (a chance-level baseline, as tools/demo.py reports).
+model instead, on purpose (a chance-level baseline, as tools/demo.py reports). Under torchrun (env://)
+the processes are torchrun's: fast-reid's --num-gpus / --num-machines / --machine-rank stay out.
 """
 
 import logging
@@ -19,7 +21,7 @@ import fastreid_vld  # noqa: E402,F401  (first: adapts fast-reid, registers the 
 
 # isort: split
 from fastreid.config import get_cfg  # noqa: E402
-from fastreid.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from fastreid.engine import default_argument_parser, default_setup  # noqa: E402
 from fastreid.utils import comm  # noqa: E402
 from fastreid.utils.env import seed_all_rng  # noqa: E402
 from fastreid.utils.logger import setup_logger  # noqa: E402
@@ -28,6 +30,7 @@ from fastreid_vld import VLDTrainer, add_vld_config  # noqa: E402
 from fastreid_vld.checkpoint import check_weights_match  # noqa: E402
 from fastreid_vld.config import ConfigError, check_config, merge_config  # noqa: E402
 from fastreid_vld.engine.defaults import INPUT_ERRORS, cap_workers, fall_back_to_cpu  # noqa: E402
+from fastreid_vld.engine.launch import LaunchError, launch  # noqa: E402
 from fastreid_vld.engine.predictor import load_eval_model  # noqa: E402
 
 
@@ -125,5 +128,7 @@ if __name__ == "__main__":
     if args.untrained and not args.eval_only:
         raise SystemExit("error: --untrained goes with --eval-only (evaluate the randomly initialised model)")
     print("Command Line Args:", args)
-    launch(checked_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    try:
+        launch(checked_main, args)  # torchrun's processes (env://) or fast-reid's launch
+    except LaunchError as error:
+        raise SystemExit(f"error: {error}") from None

@@ -270,13 +270,9 @@ def build_vvi_train_loader(cfg: CfgNode) -> CheckedLoader:
     label_of = {key: label for label, key in enumerate(sorted(set(keys)))}
     labels = [label_of[key] for key in keys]
 
-    world_size, k = comm.get_world_size(), cfg.DATALOADER.NUM_INSTANCE
-    per_rank = cfg.SOLVER.IMS_PER_BATCH // world_size
-    if cfg.SOLVER.IMS_PER_BATCH % world_size or per_rank % (2 * k):
-        raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must be world size ({world_size}) x "
-                         f"2 modalities x DATALOADER.NUM_INSTANCE ({k}) x identities per batch")
-    sampler = build_cross_modal_sampler(cfg.DATALOADER.VVI_SAMPLER, tracklets, labels, per_rank // (2 * k), k,
-                                        paired=paired[0])
+    k = cfg.DATALOADER.NUM_INSTANCE  # SOLVER.IMS_PER_BATCH: 2 modalities x k x identities (check_config)
+    sampler = build_cross_modal_sampler(cfg.DATALOADER.VVI_SAMPLER, tracklets, labels,
+                                        cfg.SOLVER.IMS_PER_BATCH // (2 * k), k, paired=paired[0])
     train_set = VideoTrainSet(tracklets, labels, cfg.INPUT.SEQ_LEN, cfg.INPUT.TRAIN_FRAME_RULE,
                               tuple(cfg.INPUT.SIZE_TRAIN), build_train_augmentation(cfg))
     return _loader(cfg, train_set, sampler)

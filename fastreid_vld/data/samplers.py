@@ -21,12 +21,14 @@ How identities and tracklets are drawn (``DATALOADER.VVI_SAMPLER``):
   (the rest is unused) and starts the next. Identities filmed by fewer than K cameras are never
   drawn; identities with more groups are drawn more often.
 
-All are infinite, as fast-reid's samplers. Under torch.distributed every process draws the same
-global stream (shared seed) and takes every world_size-th batch, so the ranks never share a
-batch. The stream is a function of the seed alone (every frame choice and augmentation draws
-from its item's frame seed), so a resumed run continues it exactly: the checkpoint carries the
-seed (:meth:`CrossModalSampler.state_dict`) and the sampler skips the batches already trained on
-(``batches_done``, set by the trainer on resume).
+All are infinite, as fast-reid's samplers, and draw global batches (SOLVER.IMS_PER_BATCH): under
+torch.distributed every process draws the same stream (shared seed) and yields its share of each
+batch, every N-th tracklet (:func:`fastreid_vld.distributed.batch_share`), so one process and N
+processes train on the same tracklets for the same seed; the model gathers the shares back into
+the global batch for its batch-level terms. The stream is a function of the seed alone (every
+frame choice and augmentation draws from its item's frame seed), so a resumed run continues it
+exactly: the checkpoint carries the seed (:meth:`CrossModalSampler.state_dict`) and the sampler
+skips the batches already trained on (``batches_done``, set by the trainer on resume).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import numpy as np
 from fastreid.utils import comm
 from torch.utils.data import Sampler
 
+from ..distributed import batch_share
 from .tracklets import INFRARED, VISIBLE, Tracklet
 
 logger = logging.getLogger(__name__)
@@ -64,7 +67,7 @@ class CrossModalSampler(Sampler):
         self.num_ids, self.num_instances, self.paired = num_ids, num_instances, paired
         self.seed = int(comm.shared_random_seed() if seed is None else seed)
         self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
-        self.batches_done = 0  # this process's batches already trained on: skipped by __iter__
+        self.batches_done = 0  # global batches already trained on: skipped by __iter__
         by_modality: dict[int, dict[int, list[int]]] = {VISIBLE: defaultdict(list), INFRARED: defaultdict(list)}
         for index, (tracklet, label) in enumerate(zip(tracklets, labels, strict=True)):
             if not paired or tracklet.modality == VISIBLE:
@@ -83,12 +86,13 @@ class CrossModalSampler(Sampler):
         return identities
 
     def __iter__(self) -> Iterator[list[Item]]:
+        """This process's share of every global batch after the first ``batches_done``."""
         rng = np.random.default_rng(self.seed)
         batches = ([item for visible, _ in groups for item in visible] +
                    [item for _, infrared in groups for item in infrared]
                    for groups in self._batches(rng))  # the visible block, then the infrared block
-        first = self.rank + self.batches_done * self.world_size
-        yield from itertools.islice(batches, first, None, self.world_size)
+        for batch in itertools.islice(batches, self.batches_done, None):
+            yield batch_share(batch, self.rank, self.world_size)
 
     def state_dict(self) -> dict[str, int]:
         """What a checkpoint carries to continue this stream: its seed."""

@@ -24,8 +24,8 @@ from .feature_files import FeatureFileError
 
 logger = logging.getLogger("fastreid_vld")
 
-__all__ = ["INPUT_ERRORS", "add_model_arguments", "cap_workers", "exits_on_input_errors", "fall_back_to_cpu",
-           "inference_config"]
+__all__ = ["INPUT_ERRORS", "add_model_arguments", "available_cpus", "cap_workers", "exits_on_input_errors",
+           "fall_back_to_cpu", "inference_config"]
 
 #: Bad input the user can fix (and an export that fails its check): reported as one line naming the
 #: file or key, not as a traceback.
@@ -58,10 +58,15 @@ def fall_back_to_cpu(cfg: CfgNode) -> None:
         cfg.SOLVER.AMP.ENABLED = False
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cap_workers(cfg: CfgNode) -> None:
     """DATALOADER.NUM_WORKERS above the CPUs this process may use: as many workers as CPUs (more only
     compete for them; PyTorch warns), with a log line."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpus = available_cpus()
     if cfg.DATALOADER.NUM_WORKERS > cpus:
         logger.info("DATALOADER.NUM_WORKERS %d lowered to %d, the CPUs this machine gives the run",
                     cfg.DATALOADER.NUM_WORKERS, cpus)

@@ -8,13 +8,16 @@ import torch
 from fastreid.config import CfgNode
 from fastreid.data.build import _test_loader_from_config, build_reid_test_loader
 from fastreid.engine import DefaultTrainer, hooks
+from fastreid.utils import comm
 
 from ..checkpoint import check_same_model
 from ..config import check_config
 from ..data import build_vvi_test_loader, build_vvi_train_loader, is_vvi_dataset
 from ..data.build import load_vvi_dataset
 from ..data.samplers import CrossModalSampler
+from ..distributed import broadcast_module
 from ..evaluation.vvi_evaluator import VVIEvaluator
+from ..modeling.global_batch import batch_norm_layers
 from ..solver import VLD_SCHEDULER, build_vld_lr_scheduler, build_vld_optimizer
 from .hooks import BestCheckpointer
 
@@ -39,7 +42,11 @@ class VLDTrainer(DefaultTrainer):
       keeps it until it is beaten;
     - checkpoints carry the cross-modal sampler's seed and the float16 gradient scaler, and
       ``--resume`` continues the sampler's stream after the batches already trained on: on the CPU
-      a resumed run ends with the weights of the uninterrupted one (tests/test_reliability.py).
+      a resumed run ends with the weights of the uninterrupted one (tests/test_reliability.py);
+    - under torch.distributed ``SOLVER.IMS_PER_BATCH`` stays the global batch: every process takes
+      its share of the same batches and the models' batch-level terms run over the whole batch
+      (fastreid_vld/distributed.py), so N processes train the one-process objective
+      (tests/test_distributed.py).
     """
 
     def __init__(self, cfg: CfgNode) -> None:
@@ -51,6 +58,7 @@ class VLDTrainer(DefaultTrainer):
             grad_scaler = self._trainer.prepare_grad_scaler()
             if grad_scaler.is_enabled():  # float16: its scale and growth count resume with the run
                 self.checkpointer.checkpointables["grad_scaler"] = grad_scaler
+        log_local_batch_norms(self.model)
         loader = getattr(self._trainer.data_loader, "loader", None)  # a cross-modal CheckedLoader
         self._train_sampler = getattr(loader, "batch_sampler", None)
         if isinstance(self._train_sampler, CrossModalSampler):
@@ -107,6 +115,14 @@ class VLDTrainer(DefaultTrainer):
         return hook
 
     @classmethod
+    def build_model(cls, cfg: CfgNode) -> torch.nn.Module:
+        """fast-reid's model; under torch.distributed every process holds process 0's weights, the frozen
+        ones too (a random-init CLIP text tower would differ between processes seeded SEED + rank)."""
+        model = super().build_model(cfg)
+        broadcast_module(model)
+        return model
+
+    @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module):
         """VLD: the official parameter groups (solver.py); other models: fast-reid's."""
         if cfg.MODEL.META_ARCHITECTURE == "VLD":
@@ -145,6 +161,17 @@ class VLDTrainer(DefaultTrainer):
             data_loader, dataset = cls.build_test_loader(cfg, dataset_name)
             return data_loader, VVIEvaluator(cfg, dataset, dataset_name, output_dir)
         return super().build_evaluator(cfg, dataset_name, output_dir)
+
+
+def log_local_batch_norms(model: torch.nn.Module) -> None:
+    """Under torch.distributed, one log line where the backbone's BatchNorm layers see each process's
+    share of the batch (the head and the losses see the whole batch)."""
+    world_size = comm.get_world_size()
+    batch_norms = batch_norm_layers(getattr(model, "module", model).backbone)
+    if world_size > 1 and batch_norms and comm.is_main_process():
+        logger.info("The backbone's BatchNorm layers (%s, ...) normalise each process's share of the batch "
+                    "(SOLVER.IMS_PER_BATCH / %d tracklets); the head and the losses see the whole batch",
+                    batch_norms[0], world_size)
 
 
 def check_test_sets(cfg: CfgNode) -> None:

@@ -98,6 +98,8 @@ def read_clip_state_dict(cfg: CfgNode, path: str, path_key: str) -> dict[str, to
 
     ``path`` may be an OpenAI JIT archive (``ViT-B-16.pt``) or an open_clip checkpoint
     (``.pt``/``.bin``/``.safetensors``; ``state_dict`` and ``module.`` wrappers are accepted).
+    The tensors keep the dtype the file stores (fp16 in OpenAI's archives): :func:`load_clip_weights`
+    resizes the positional embedding in it, as the official code does, and loads into the fp32 tower.
     ``path_key`` names the config key ``path`` came from, for the error messages."""
     if not path:
         path = _download_tagged_weights(cfg, path_key)
@@ -122,7 +124,7 @@ def read_clip_state_dict(cfg: CfgNode, path: str, path_key: str) -> dict[str, to
         state_dict.pop(key, None)
     if any(key.startswith("text.") for key in state_dict):  # open_clip CustomTextCLIP layout
         state_dict = {key.removeprefix("text."): value for key, value in state_dict.items()}
-    return {key: value.float() if value.is_floating_point() else value for key, value in state_dict.items()}
+    return state_dict
 
 
 def _download_tagged_weights(cfg: CfgNode, path_key: str) -> str:
@@ -142,7 +144,8 @@ def _download_tagged_weights(cfg: CfgNode, path_key: str) -> str:
 def load_clip_weights(tower: nn.Module, state_dict: dict[str, torch.Tensor], tower_name: str,
                       interpolation: str, source: str) -> None:
     """Load the ``tower_name`` ("image" or "text") part of a CLIP state dict into an open_clip
-    tower, every tower key required; the image positional embedding is resized to the tower's grid."""
+    tower, every tower key required, each value cast to the tower's dtype; the image positional
+    embedding is resized to the tower's grid first, in the state dict's dtype."""
     if tower_name == "image":
         part = {key.removeprefix("visual."): value for key, value in state_dict.items() if key.startswith("visual.")}
         if "positional_embedding" in part:
@@ -163,7 +166,8 @@ def load_clip_weights(tower: nn.Module, state_dict: dict[str, torch.Tensor], tow
 
 def resize_grid_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], interpolation: str) -> torch.Tensor:
     """[1 + g*g, W] class + square-grid positional embedding -> [1 + H*W, W] on the (H, W)
-    ``grid``, interpolated as the official VLD code does (``bilinear``, corners not aligned)."""
+    ``grid``, interpolated as the official VLD code does (``bilinear``, corners not aligned), in
+    ``pos_embed``'s dtype (officially the archive's fp16, on the CPU: network/clip/model.py:435, 469)."""
     num_grid = grid[0] * grid[1]
     if pos_embed.shape[0] == num_grid + 1:
         return pos_embed

@@ -13,6 +13,10 @@ The blocks run through :func:`~fastreid_vld.modeling.attention.residual_block` (
 the last block computes only the class and hub tokens, the only ones used after it.
 ``MODEL.STP.GRAD_CHECKPOINT`` recomputes each block in the backward pass instead of keeping its
 activations (lower peak memory for one more forward of each block; the same gradients).
+
+Under autocast every tensor has the official forward's dtype: fp16 (bf16 on the CPU) up to the
+hub's join, where torch.cat with the fp32 hub makes the residual stream fp32 for every later block
+(their matrix products still fp16); the class tokens are fp32, their projection and STA fp16.
 """
 
 from __future__ import annotations
@@ -95,8 +99,10 @@ class STPBackbone(nn.Module):
         return v.ln_pre(v.patch_dropout(torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)))
 
     def _join_hub(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, L, W] -> [N, L + T, W]. The hub keeps its own dtype: under autocast torch.cat promotes to
+        the widest input, so the fp32 hub turns the fp16 stream fp32 for the later blocks, as officially."""
         tracklets = x.shape[0] // self.seq_len
-        hub = self.hub.to(x.dtype).repeat(tracklets, 1, 1)  # [N, T, W]: frame t of each tracklet gets row t
+        hub = self.hub.repeat(tracklets, 1, 1)  # [N, T, W]: frame t of each tracklet gets row t
         return torch.cat([x, hub], dim=1)
 
     def _exchange_hub(self, x: torch.Tensor) -> torch.Tensor:

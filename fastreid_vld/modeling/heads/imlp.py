@@ -24,6 +24,7 @@ from fastreid.layers.weight_init import weights_init_classifier, weights_init_ka
 from fastreid.modeling.heads import REID_HEADS_REGISTRY
 from torch import nn
 
+from ...distributed import gather_rows, row_shard
 from ..attention import adopt_blocks, residual_block
 from ..backbones.stp import is_stp_backbone
 from ..clip import build_clip_text_tower, clip_model_config, load_clip_weights, read_clip_state_dict
@@ -79,10 +80,12 @@ class IdentityPromptLearner(nn.Module):
         """The prompt positions before the context vectors, the same for every identity: [1, P, D]."""
         return self.token_prefix
 
-    def forward(self) -> torch.Tensor:
-        """Each identity's positions from its context vectors to the end-of-text token: [C, n + S, D]."""
-        n = self.context.shape[0]
-        return torch.cat([self.context, self.token_suffix[:, :self.suffix_length].expand(n, -1, -1)], dim=1)
+    def forward(self, identities: slice = slice(None)) -> torch.Tensor:
+        """The positions from the context vectors to the end-of-text token of ``identities`` (all C by
+        default): [c, n + S, D]."""
+        context = self.context[identities]  # [c, n, D]
+        suffix = self.token_suffix[:, :self.suffix_length].expand(context.shape[0], -1, -1)
+        return torch.cat([context, suffix], dim=1)
 
 
 class FrozenTextEncoder(nn.Module):
@@ -189,15 +192,33 @@ class IMLPHead(nn.Module):
         cls = self.pool_layer(features).flatten(1)  # [B*T, C, h, w] -> [B*T, C]
         return {"cls": cls, "cls_proj": self.projection(cls)}
 
+    def tracklet_features(self, features: dict[str, torch.Tensor] | torch.Tensor) -> dict[str, torch.Tensor]:
+        """The backbone's per-frame outputs -> each tracklet's features by name, the mean over its T
+        frames, [B, D] each: the head's per-tracklet part (VLD gathers it into the global batch)."""
+        return {name: f.reshape(-1, self.seq_len, f.shape[-1]).mean(dim=1)  # [B*T, D] -> [B, D]
+                for name, f in self.frame_features(features).items()}
+
     def forward(self, features: dict[str, torch.Tensor] | torch.Tensor
                 ) -> dict[str, dict[str, torch.Tensor] | torch.Tensor] | torch.Tensor:
-        pooled = {name: f.reshape(-1, self.seq_len, f.shape[-1]).mean(dim=1)  # [B*T, D] -> [B, D]
-                  for name, f in self.frame_features(features).items()}
+        pooled = self.tracklet_features(features)
         if not self.training:
             return torch.cat([pooled["cls"], pooled["sta"]], dim=1) if "sta" in pooled else pooled["cls"]
-        text = self.text_encoder(self.prompt_learner.shared(), self.prompt_learner())  # [C, E]
+        return self.batch_outputs(pooled)
+
+    def batch_outputs(self, pooled: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor] | torch.Tensor]:
+        """The training outputs of a batch of :meth:`tracklet_features` (under torch.distributed the
+        global batch): the batch-norm classifiers' and the text logits [B, C], and the text features."""
+        text = self.text_features()  # [C, E]
         logits = {"cls": self.classifier(pooled["cls"]), "cls_proj": self.classifier_proj(pooled["cls_proj"]),
                   "text": pooled["cls_proj"] @ text.t()}
         if self.classifier_sta is not None:
             logits["sta"] = self.classifier_sta(pooled["sta"])
         return {"features": pooled, "logits": logits, "text_features": text}
+
+    def text_features(self) -> torch.Tensor:
+        """Every identity's text feature [C, E]; under torch.distributed each process runs its shard of
+        the C prompts through the frozen tower and the shards are gathered with their gradients."""
+        num_classes = self.prompt_learner.context.shape[0]
+        identities = row_shard(num_classes)
+        shard = self.text_encoder(self.prompt_learner.shared(), self.prompt_learner(identities))  # [c, E]
+        return gather_rows(shard, num_classes)

@@ -5,6 +5,10 @@ the backbone on the B*T frames, averages each tracklet's T feature maps (tempora
 hands the [B, C, h, w] maps to the head, so the head's pooling, neck and classifier and Baseline's losses
 (MODEL.LOSSES.NAME, with their fast-reid keys and scales) work unchanged: BoT / AGW / SBS-style models
 on HITSZ-VCM and BUPTCampus (configs/VideoBaseline/). With T = 1 it is fast-reid's Baseline.
+
+In training the backbone runs on this process's tracklets and the head (its BNneck, classifier) and
+the losses on the maps of the global batch of every process (global_batch.py); the backbone's own
+BatchNorm layers see this process's frames.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from fastreid.modeling.meta_arch import META_ARCH_REGISTRY, Baseline
 
 from ...config import ConfigError
 from ..backbones.width import with_measured_width
+from ..global_batch import check_micro_batches, global_batch, per_tracklet_outputs
 from .tracklet_frames import normalised_frames
 
 __all__ = ["VideoBaseline", "temporal_average"]
@@ -41,10 +46,13 @@ class VideoBaseline(Baseline):
     """
 
     @configurable
-    def __init__(self, *, seq_len: int, **baseline_parts: Any) -> None:
-        """``baseline_parts``: fast-reid's Baseline arguments (backbone, heads, pixel_mean, pixel_std, loss_kwargs)."""
+    def __init__(self, *, seq_len: int, micro_batch: int = 0, **baseline_parts: Any) -> None:
+        """``baseline_parts``: fast-reid's Baseline arguments (backbone, heads, pixel_mean, pixel_std, loss_kwargs);
+        ``micro_batch``: SOLVER.MICRO_BATCH_SIZE (refused for a backbone with BatchNorm layers)."""
         super().__init__(**baseline_parts)
+        check_micro_batches(self.backbone, micro_batch, type(self).__name__)
         self.seq_len = seq_len
+        self.micro_batch = micro_batch
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -56,21 +64,22 @@ class VideoBaseline(Baseline):
         measured = with_measured_width(cfg, parts["backbone"])
         if measured is not cfg:  # MODEL.BACKBONE.FEAT_DIM was not the backbone's width
             parts["heads"] = build_heads(measured)
-        return {**parts, "seq_len": cfg.INPUT.SEQ_LEN}
+        return {**parts, "seq_len": cfg.INPUT.SEQ_LEN, "micro_batch": cfg.SOLVER.MICRO_BATCH_SIZE}
 
     def forward(self, batched_inputs: dict) -> dict[str, torch.Tensor] | torch.Tensor:
-        feature_maps = self.tracklet_feature_maps(batched_inputs)  # [B, C, h, w]
+        frames = self.preprocess_image(batched_inputs)  # [B*T, 3, H, W]
         if not self.training:
-            return self.heads(feature_maps)  # [B, D]
+            return self.heads(self.tracklet_feature_maps(frames))  # [B, D]
         if "targets" not in batched_inputs:
             raise KeyError("VideoBaseline training needs batched_inputs['targets'] (identity labels)")
-        targets = batched_inputs["targets"].to(self.device)  # [B]
+        feature_maps = per_tracklet_outputs(self.tracklet_feature_maps, frames, self.seq_len, self.micro_batch)
+        feature_maps, targets = global_batch(feature_maps, batched_inputs["targets"].to(self.device))  # [B, ...]
         return self.losses(self.heads(feature_maps, targets), targets)
 
-    def tracklet_feature_maps(self, batched_inputs: dict) -> torch.Tensor:
-        """[B, C, h, w]: the backbone's feature maps of each tracklet's T frames, averaged over T."""
-        frame_maps = self.backbone(self.preprocess_image(batched_inputs))  # [B*T, C, h, w]
-        return temporal_average(frame_maps, self.seq_len)
+    def tracklet_feature_maps(self, frames: torch.Tensor) -> torch.Tensor:
+        """Normalised frames [b*T, 3, H, W] -> the backbone's feature maps of each tracklet's T frames,
+        averaged over T: [b, C, h, w]."""
+        return temporal_average(self.backbone(frames), self.seq_len)
 
     def preprocess_image(self, batched_inputs: dict) -> torch.Tensor:
         """images [B, T, 3, H, W] in 0..255 -> normalised frames [B*T, 3, H, W] (a new tensor)."""

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..backbones.stp import is_stp_backbone
 from ..backbones.width import with_measured_width
+from ..global_batch import check_micro_batches, global_batch, per_tracklet_outputs
 from ..losses import VLDLoss
 from .tracklet_frames import normalised_frames
 
@@ -29,20 +30,24 @@ class VLD(nn.Module):
     ``model({"images": x, "targets": pids, "modalities": m})`` in training returns fast-reid's
     dict of named, already weighted losses. Visible and infrared tracklets go through the
     model in one batch, as the official code concatenates them (``modalities`` is not used by
-    the model: its BatchNorm statistics span both modalities).
+    the model: its BatchNorm statistics span both modalities). The backbone and the head's temporal
+    pooling run on this process's tracklets (``micro_batch`` at a time, SOLVER.MICRO_BATCH_SIZE), the
+    head's classifiers and the losses on the global batch of every process (global_batch.py).
     """
 
     @configurable
     def __init__(self, *, backbone: nn.Module, heads: nn.Module, pixel_mean: list[float], pixel_std: list[float],
-                 seq_len: int, loss: VLDLoss) -> None:
+                 seq_len: int, loss: VLDLoss, micro_batch: int = 0) -> None:
         super().__init__()
         if not hasattr(heads, "logit_names"):
             raise TypeError(f"VLD needs MODEL.HEADS.NAME IMLPHead (its losses read the IMLP outputs), "
                             f"got {type(heads).__name__}")
+        check_micro_batches(backbone, micro_batch, "VLD")
         self.backbone = backbone
         self.heads = heads
         self.seq_len = seq_len
         self.loss = loss
+        self.micro_batch = micro_batch
         dropped = loss.drop_unavailable(heads.feature_names, heads.logit_names)
         if dropped:
             logger.info("Loss terms dropped, their outputs are not computed by %s with %s: %s",
@@ -56,19 +61,26 @@ class VLD(nn.Module):
         if not is_stp_backbone(cfg):  # a fast-reid backbone: the head takes its measured width
             cfg = with_measured_width(cfg, backbone)
         return {"backbone": backbone, "heads": build_heads(cfg), "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-                "pixel_std": cfg.MODEL.PIXEL_STD, "seq_len": cfg.INPUT.SEQ_LEN, "loss": VLDLoss.from_config(cfg)}
+                "pixel_std": cfg.MODEL.PIXEL_STD, "seq_len": cfg.INPUT.SEQ_LEN, "loss": VLDLoss.from_config(cfg),
+                "micro_batch": cfg.SOLVER.MICRO_BATCH_SIZE}
 
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
     def forward(self, batched_inputs: dict) -> dict[str, torch.Tensor] | torch.Tensor:
-        outputs = self.heads(self.backbone(self.preprocess_image(batched_inputs)))
+        frames = self.preprocess_image(batched_inputs)  # [B*T, 3, H, W]
         if not self.training:
-            return outputs  # [B, D]
+            return self.heads(self.backbone(frames))  # [B, D]
         if "targets" not in batched_inputs:
             raise KeyError("VLD training needs batched_inputs['targets'] (identity labels)")
-        return self.loss(outputs, batched_inputs["targets"].to(self.device))
+        tracklets = per_tracklet_outputs(self.tracklet_features, frames, self.seq_len, self.micro_batch)
+        tracklets, targets = global_batch(tracklets, batched_inputs["targets"].to(self.device))  # [B] each
+        return self.loss(self.heads.batch_outputs(tracklets), targets)
+
+    def tracklet_features(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Normalised frames [b*T, 3, H, W] -> the head's tracklet features by name, [b, D] each."""
+        return self.heads.tracklet_features(self.backbone(frames))
 
     def preprocess_image(self, batched_inputs: dict) -> torch.Tensor:
         """images [B, T, 3, H, W] in 0..255 -> normalised frames [B*T, 3, H, W] (a new tensor)."""
