@@ -53,7 +53,7 @@ def main() -> None:
         processes, _, micro_batch = row.partition(":")
         spec = {"processes": int(processes), "micro_batch": int(micro_batch or 0), "checkpoint": args.checkpoint,
                 "threads": args.threads, "classes": args.classes, "size": args.size, "tracklets": args.tracklets,
-                "device": args.device, "code": "ours"}
+                "device": args.device}
         rows.append({**spec, **measure(spec)})
     print_table(rows)
 

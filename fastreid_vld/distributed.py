@@ -27,25 +27,18 @@ from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+from fastreid.utils import comm
 
-__all__ = ["batch_share", "broadcast_module", "gather_batch", "gather_rows", "row_shard", "world"]
+__all__ = ["batch_share", "broadcast_module", "gather_batch", "gather_rows", "row_shard"]
 
 Item = TypeVar("Item")
-
-
-def world() -> tuple[int, int]:
-    """(this process's rank, the number of processes); (0, 1) without torch.distributed."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def broadcast_module(module: torch.nn.Module) -> None:
     """Every parameter and buffer of ``module`` from process 0, in place: all processes start from one
     model, frozen parts included (DDP broadcasts only what it trains, and each process seeds its own
     initialisation with SEED + rank)."""
-    rank, world_size = world()
-    if world_size == 1:
+    if comm.get_world_size() == 1:
         return
     with torch.no_grad():
         for tensor in module.state_dict().values():
@@ -62,8 +55,7 @@ def batch_share(batch: Sequence[Item], rank: int, world_size: int) -> list[Item]
 def gather_batch(share: torch.Tensor) -> torch.Tensor:
     """Every process's share [B / N, ...] (:func:`batch_share`) -> the global batch [B, ...] in the
     sampler's order, on every process; gradients flow back to each share (summed over processes)."""
-    rank, world_size = world()
-    if world_size == 1:
+    if comm.get_world_size() == 1:
         return share
     parts = _AllGather.apply(share)  # [N, B / N, ...]: process r's share at r
     return parts.transpose(0, 1).flatten(0, 1)  # global position j * N + r = share r, item j
@@ -71,15 +63,14 @@ def gather_batch(share: torch.Tensor) -> torch.Tensor:
 
 def row_shard(num_rows: int) -> slice:
     """This process's contiguous part of ``num_rows`` rows: ceil(num_rows / N) rows (fewer for the last)."""
-    rank, world_size = world()
-    size = math.ceil(num_rows / world_size)
+    rank, size = comm.get_rank(), math.ceil(num_rows / comm.get_world_size())
     return slice(min(rank * size, num_rows), min((rank + 1) * size, num_rows))
 
 
 def gather_rows(shard: torch.Tensor, num_rows: int) -> torch.Tensor:
     """Every process's :func:`row_shard` rows [rows, ...] -> all ``num_rows`` rows [num_rows, ...], in order,
     on every process; gradients flow back to each shard (summed over processes)."""
-    rank, world_size = world()
+    world_size = comm.get_world_size()
     if world_size == 1:
         return shard
     padded = math.ceil(num_rows / world_size)

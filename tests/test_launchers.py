@@ -106,12 +106,18 @@ def eval_results(output_dir: Path) -> dict:
     return json.loads((output_dir / "eval_results.json").read_text())["VCM"]["directions"]
 
 
+def trained(root: Path, output_dir: Path, *opts: str, flags: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """tools/train_net.py with :func:`train_net_args` on the CPU, which must succeed."""
+    process = run_python(*train_net_args(root, output_dir, *opts, flags=flags), env=CPU_ONLY, timeout=TIMEOUT)
+    assert process.returncode == 0, outputs(process)
+    return process
+
+
 @pytest.fixture(scope="module")
 def one_process(vcm_root, tmp_path_factory) -> Path:
     """The :data:`SHORT_RUN` on one process: the reference."""
     output_dir = tmp_path_factory.mktemp("one") / "out"
-    process = run_python(*train_net_args(vcm_root, output_dir, *SHORT_RUN), timeout=TIMEOUT)
-    assert process.returncode == 0, outputs(process)
+    trained(vcm_root, output_dir, *SHORT_RUN)
     return output_dir
 
 
@@ -119,9 +125,7 @@ def one_process(vcm_root, tmp_path_factory) -> Path:
 def two_processes(vcm_root, tmp_path_factory) -> Path:
     """The :data:`SHORT_RUN` on two processes through fast-reid's ``--num-gpus 2``."""
     output_dir = tmp_path_factory.mktemp("two") / "out"
-    process = run_python(*train_net_args(vcm_root, output_dir, *SHORT_RUN, flags=("--num-gpus", "2")),
-                         env=CPU_ONLY, timeout=TIMEOUT)
-    assert process.returncode == 0, outputs(process)
+    trained(vcm_root, output_dir, *SHORT_RUN, flags=("--num-gpus", "2"))
     return output_dir
 
 
@@ -165,9 +169,7 @@ def test_two_machines_of_one_process_through_fastreid_launch_train_the_one_proce
 
 @pytest.mark.slow
 def test_micro_batches_train_the_one_process_losses(vcm_root, tmp_path, one_process):
-    process = run_python(*train_net_args(vcm_root, tmp_path / "out", *SHORT_RUN, "SOLVER.MICRO_BATCH_SIZE", "4"),
-                         timeout=TIMEOUT)
-    assert process.returncode == 0, outputs(process)
+    process = trained(vcm_root, tmp_path / "out", *SHORT_RUN, "SOLVER.MICRO_BATCH_SIZE", "4")
     assert_trained_the_one_process_losses(tmp_path / "out", one_process, outputs(process))
 
 
@@ -179,9 +181,7 @@ def test_a_resumed_two_process_run_ends_with_the_uninterrupted_runs_weights(vcm_
     resumed.mkdir()
     shutil.copy(two_processes / "model_0000.pth", resumed)
     (resumed / "last_checkpoint").write_text("model_0000.pth")
-    process = run_python(*train_net_args(vcm_root, resumed, *SHORT_RUN, flags=("--num-gpus", "2", "--resume")),
-                         env=CPU_ONLY, timeout=TIMEOUT)
-    assert process.returncode == 0, outputs(process)
+    process = trained(vcm_root, resumed, *SHORT_RUN, flags=("--num-gpus", "2", "--resume"))
     assert len(total_losses(resumed)) == ITERATIONS // 2, outputs(process)  # epoch 1 only
     whole, again = (read_checkpoint(run / "model_final.pth")["model"] for run in (two_processes, resumed))
     assert whole.keys() == again.keys()
@@ -195,10 +195,7 @@ def test_two_processes_evaluate_a_checkpoint_as_one_process(vcm_root, tmp_path, 
     runs = {}
     for processes in (1, 2):
         output_dir = tmp_path / f"eval{processes}"
-        process = run_python(*train_net_args(vcm_root, output_dir, *weights, flags=("--eval-only", "--num-gpus",
-                                                                                    str(processes))),
-                             env=CPU_ONLY, timeout=TIMEOUT)
-        assert process.returncode == 0, outputs(process)
+        trained(vcm_root, output_dir, *weights, flags=("--eval-only", "--num-gpus", str(processes)))
         runs[processes] = eval_results(output_dir)
     assert runs[2] == runs[1]
     assert 0 < runs[1]["IR->VIS"]["mAP"] < 100 and runs[1]["IR->VIS"]["queries"] >= 12  # scores that can differ

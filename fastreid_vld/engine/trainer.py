@@ -167,8 +167,10 @@ def log_local_batch_norms(model: torch.nn.Module) -> None:
     """Under torch.distributed, one log line where the backbone's BatchNorm layers see each process's
     share of the batch (the head and the losses see the whole batch)."""
     world_size = comm.get_world_size()
+    if world_size == 1 or not comm.is_main_process():
+        return
     batch_norms = batch_norm_layers(getattr(model, "module", model).backbone)
-    if world_size > 1 and batch_norms and comm.is_main_process():
+    if batch_norms:
         logger.info("The backbone's BatchNorm layers (%s, ...) normalise each process's share of the batch "
                     "(SOLVER.IMS_PER_BATCH / %d tracklets); the head and the losses see the whole batch",
                     batch_norms[0], world_size)
