@@ -1,10 +1,16 @@
 """fastreid_vld: VLD (video-level language-driven VI-ReID, TIFS 2025) as a fast-reid plugin.
 
-Importing this package adapts fast-reid to this stack (``compat``) and registers every
-data set, backbone, head and meta-architecture of the plugin in fast-reid's registries.
+Importing this package checks that every install step was done (``requirements_check``: one
+ImportError naming the missing ones, fastreid 1.4.0 above all), adapts fast-reid to this stack
+(``compat``) and registers every data set, backbone, head and meta-architecture of the plugin in
+fast-reid's registries.
 """
 
-from . import compat
+from .requirements_check import check_requirements
+
+check_requirements()  # before compat: it imports torch, and the registrations import fast-reid
+
+from . import compat  # noqa: E402
 
 compat.apply()
 

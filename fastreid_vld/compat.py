@@ -356,6 +356,36 @@ def make_ddp_device_generic(defaults: types.ModuleType) -> None:
     defaults.DistributedDataParallel = wrap
 
 
+def seed_with_the_config_seed(defaults: types.ModuleType) -> None:
+    """``default_setup`` seeds python, numpy and torch with a generated seed, and logs "Using a
+    generated random seed N", whatever SEED says (fast-reid's own tools never seed again). Where
+    SEED >= 0 it seeds SEED + the process rank instead, and logs that seed."""
+    from fastreid.utils import comm
+    from fastreid.utils.env import seed_all_rng
+
+    setup = defaults.default_setup
+
+    def seed_as_configured(seed: int, config_seed: int) -> None:
+        seed_all_rng(seed)
+        logging.getLogger("fastreid.utils.env").info(
+            "Seed %d (SEED %d + process rank %d) for python, numpy and torch", seed, config_seed, seed - config_seed)
+
+    def default_setup(cfg: Any, args: Any) -> None:
+        if cfg.SEED >= 0:
+            defaults.seed_all_rng = functools.partial(seed_as_configured, cfg.SEED + comm.get_rank(), cfg.SEED)
+        try:
+            setup(cfg, args)
+        finally:
+            defaults.seed_all_rng = seed_all_rng
+
+    defaults.default_setup = default_setup
+
+
+def adapt_engine_defaults(defaults: types.ModuleType) -> None:
+    make_ddp_device_generic(defaults)
+    seed_with_the_config_seed(defaults)
+
+
 def make_checkpoints_safe(checkpoint_module: types.ModuleType) -> None:
     """fast-reid's ``Checkpointer`` writes checkpoints and ``last_checkpoint`` in place, reads them
     with torch's default ``weights_only`` and resumes from ``last_checkpoint`` even when that file
@@ -454,7 +484,7 @@ AFTER_IMPORT: dict[str, Callable[[types.ModuleType], None]] = {
     "fastreid.engine.train_loop": make_amp_device_generic,
     "fastreid.solver.build": build_optimizers_on_the_parameters,
     "fastreid.engine.launch": make_launch_device_generic,
-    "fastreid.engine.defaults": make_ddp_device_generic,
+    "fastreid.engine.defaults": adapt_engine_defaults,
     "fastreid.utils.checkpoint": make_checkpoints_safe,
     "fastreid.utils.events": make_metric_printer_safe,
     "fastreid.evaluation.evaluator": make_flip_test_width_wise,

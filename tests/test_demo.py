@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import load_tool, run_python
 from PIL import Image
 
 from fastreid_vld.evaluation.rank_picture import CAPTION_HEIGHT
@@ -85,6 +85,13 @@ def test_demo_draws_the_rank_list_picture(demo):
             assert np.all(captions[:, left: left + cell_width] < 100, axis=-1).any(), (row, column)
 
 
+def test_the_demo_training_draws_its_curves(demo):
+    _, out, stdout, _ = demo
+    curves = Image.open(out / "curves.png")
+    assert curves.format == "PNG" and curves.size[0] >= 1000
+    assert f"curves: {out / 'curves.png'}" in stdout
+
+
 def test_demo_keeps_a_set_written_with_the_same_settings(demo):
     data, _, _, args = demo
     stamp = data / "HITSZ-VCM" / "synthetic.json"
@@ -95,3 +102,16 @@ def test_demo_keeps_a_set_written_with_the_same_settings(demo):
     assert "kept" in result.stdout and stamp.stat().st_mtime_ns == before
     refused = run_python("tools/make_synthetic.py", "--root", str(data), *settings)
     assert refused.returncode != 0 and "--reuse" in refused.stderr and str(data / "HITSZ-VCM") in refused.stderr
+
+
+def test_quick_is_a_smaller_set_and_100_iterations_in_folders_of_its_own():
+    demo_tool = load_tool("demo")
+    quick = demo_tool.parse_args(["--quick", "SOLVER.MAX_EPOCH", "2"])
+    assert (str(quick.data_root), str(quick.output), quick.train_ids, quick.test_ids) == \
+        ("datasets/demo_quick", "output/demo_quick", 32, 12)
+    settings = dict(zip(quick.opts[0::2], quick.opts[1::2], strict=True))  # the later pair of a key wins
+    assert (settings["SOLVER.ITERS_PER_EPOCH"], settings["SOLVER.MAX_EPOCH"]) == ("25", "2")
+    assert quick.opts[:2] == ["SOLVER.MAX_EPOCH", "4"]  # 4 x 25 = 100 iterations unless overridden
+    full = demo_tool.parse_args([])
+    assert (str(full.data_root), str(full.output), full.train_ids, full.test_ids, full.opts) == \
+        ("datasets/demo", "output/demo", 96, 24, [])

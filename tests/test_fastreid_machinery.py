@@ -24,8 +24,7 @@ def market(tmp_path_factory) -> Path:
 
 
 def train_net(data_root: Path, *args: str):
-    result = run_python("tools/train_net.py", "--config-file", CONFIG, *args,
-                        env={"FASTREID_DATASETS": str(data_root)})
+    result = run_python("tools/train_net.py", "--config-file", CONFIG, *args, "DATASETS.ROOT", str(data_root))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 

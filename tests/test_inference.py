@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -25,9 +26,11 @@ from fastreid_vld.data import tracklets as frame_rules
 from fastreid_vld.data.datasets import VCM, BUPTCampus
 from fastreid_vld.data.synthetic import SyntheticSize, write_bupt, write_vcm
 from fastreid_vld.data.tracklet_folders import TrackletFolderError, find_tracklet_folders
+from fastreid_vld.engine.extraction import middle_frame
 from fastreid_vld.engine.feature_files import FeatureSet, read_features, write_features
 from fastreid_vld.engine.predictor import TrackletPredictor
 from fastreid_vld.evaluation.distances import DistanceSettings, direction_distances
+from fastreid_vld.evaluation.rank_picture import CAPTION_HEIGHT, LINE_HEIGHT, draw_rank_lists
 
 TINY = "configs/VLD/tiny.yml"
 SET = SyntheticSize(train_ids=2, test_ids=3, cameras=2, min_frames=10, max_frames=12)
@@ -201,16 +204,40 @@ def test_search_top_k_is_the_brute_force_ranking(tracklet_dir, tmp_path, flags, 
         assert np.array_equal(order, np.argsort(by_hand, axis=1, kind="stable")[:, :5])
     assert np.array_equal(lists.indices, order)
     np.testing.assert_allclose(lists.distances, np.take_along_axis(distances, order, axis=1), rtol=1e-6)
+    cosines = by_hand_cosines(query.features, gallery.features)  # [Q, G], whatever the metric ranked by
+    np.testing.assert_allclose(lists.cosines, np.take_along_axis(cosines, order, axis=1), rtol=0, atol=1e-12)
     rows = list(csv.DictReader(open(tmp_path / "res.csv")))
+    assert float(rows[6].pop("cosine")) == pytest.approx(cosines[1, order[1, 1]], abs=1e-12)
     assert len(rows) == 7 * 5 and rows[6] == {"query": "t1", "rank": "2", "gallery": f"t{order[1, 1]}",
                                                "distance": repr(float(distances[1, order[1, 1]])),
                                                "query_pid": "1", "gallery_pid": str(order[1, 1] % 4),
                                                "match": str(order[1, 1] % 4 == 1)}
     saved = json.loads((tmp_path / "res.json").read_text())
     assert saved["topk"] == 5 and [r["gallery"] for r in saved["queries"][3]["ranks"]] == [f"t{g}" for g in order[3]]
+    assert saved["queries"][3]["ranks"][0]["cosine"] == pytest.approx(cosines[3, order[3, 0]], abs=1e-12)
     picture = np.asarray(Image.open(tmp_path / "ranks.png").convert("RGB"))
     green, red = np.all(picture == (40, 180, 60), axis=-1), np.all(picture == (220, 40, 40), axis=-1)
     assert green.any() and red.any()
+    assert_second_caption_lines_written(picture, rows=6, columns=5)
+
+
+def by_hand_cosines(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """[Q, G] q.g / (|q| |g|) in float64."""
+    query, gallery = query.astype(np.float64), gallery.astype(np.float64)
+    return (query @ gallery.T) / np.outer(np.linalg.norm(query, axis=1), np.linalg.norm(gallery, axis=1))
+
+
+def assert_second_caption_lines_written(picture: np.ndarray, rows: int, columns: int) -> None:
+    """Dark text on the second caption line (the cosine) of every gallery tile of a rank-list picture
+    with rank_picture's default 128x64 tiles and 4-pixel borders."""
+    framed_height, cell_width = 128 + 2 * 4, 64 + 2 * 4
+    cell_height = framed_height + CAPTION_HEIGHT
+    assert picture.shape[:2] == (rows * cell_height, (1 + columns) * cell_width + 32)
+    for row in range(rows):
+        second_line = picture[row * cell_height + framed_height + LINE_HEIGHT: (row + 1) * cell_height]
+        for column in range(1, 1 + columns):
+            left = column * cell_width + 32
+            assert np.all(second_line[:, left: left + cell_width] < 100, axis=-1).any(), (row, column)
 
 
 @pytest.mark.parametrize("metric", ["inner_product", "cosine", "euclidean"])
@@ -225,6 +252,7 @@ def test_faiss_search_finds_the_brute_force_top_k(tracklet_dir, tmp_path, metric
     fast = search.main([*common, "--backend", "faiss", "--output", str(tmp_path / "faiss")])
     assert np.array_equal(brute.indices, fast.indices)
     np.testing.assert_allclose(fast.distances, brute.distances, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fast.cosines, brute.cosines, rtol=0, atol=1e-12)  # of the features, not faiss's
     assert "query_pid" not in open(tmp_path / "faiss.csv").readline()  # identities unknown: no match column
 
 
@@ -238,6 +266,38 @@ def test_a_query_folder_is_searched_with_the_gallerys_config_and_weights(trackle
     from_file = search.main(["--query", str(tmp_path / "g.npz"), *common])  # the same tracklets, extracted before
     assert np.array_equal(from_folder.indices, from_file.indices)
     assert np.array_equal(from_folder.distances, from_file.distances)
+
+
+def test_visualize_ranks_captions_distance_and_cosine_and_takes_its_old_option_names(vcm_root, weights, tmp_path,
+                                                                                     monkeypatch):
+    opts = ["DATASETS.TESTS", "('VCM',)", "DATASETS.ROOT", str(vcm_root), "DATASETS.VCM.MIN_FRAMES", "1",
+            "MODEL.WEIGHTS", weights, "MODEL.HEADS.NUM_CLASSES", "0"]
+    tool = load_tool("visualize_ranks")
+    drawn = []  # the rows of each picture
+    monkeypatch.setattr(tool, "draw_rank_lists", lambda rows, out: drawn.append(rows) or draw_rank_lists(rows, out))
+    new = tool.main(config_args("--draw", str(tmp_path / "new.png"), "--direction", "vis2ir", "--draw-queries", "2",
+                                "--topk", "3", *opts))
+    old = tool.main(config_args("--out", str(tmp_path / "old.png"), "--direction", "VIS->IR", "--queries", "2",
+                                "--top", "3", *opts))
+    assert drawn[0] == drawn[1] and np.array_equal(np.asarray(Image.open(new)), np.asarray(Image.open(old)))
+    dataset = VCM(root=str(vcm_root), min_frames=1, test_only=True)
+    query_idx, gallery_idx = dataset.directions["VIS->IR"]
+    predictor = TrackletPredictor(tiny_cfg("MODEL.HEADS.NUM_CLASSES", 0), weights)
+    features = predictor.features([t.frames for t in dataset.test]).double().numpy()  # [N, D]
+    position = {middle_frame(t.frames): i for i, t in enumerate(dataset.test)}
+    assert len(drawn[0]) == 2
+    for query_tile, gallery_tiles in drawn[0]:
+        q = position[query_tile.frame]
+        assert q in query_idx and len(gallery_tiles) == 3
+        for rank, tile in enumerate(gallery_tiles, start=1):
+            g = position[tile.frame]
+            caption = re.fullmatch(r"#(\d+) (\S+)\ncos (\S+)", tile.caption)
+            assert g in gallery_idx and caption and int(caption[1]) == rank, tile.caption
+            assert float(caption[2]) == pytest.approx(-features[q] @ features[g], rel=1e-3)  # TEST.METRIC inner_product
+            cosine = features[q] @ features[g] / (np.linalg.norm(features[q]) * np.linalg.norm(features[g]))
+            assert float(caption[3]) == pytest.approx(cosine, abs=0.005)
+    picture = np.asarray(Image.open(new).convert("RGB"))
+    assert_second_caption_lines_written(picture, rows=2, columns=3)
 
 
 def error_of(tool: str, argv: list[str]) -> str:

@@ -29,6 +29,7 @@ from fastreid.utils.compute_dist import build_dist
 
 from fastreid_vld import add_vld_config
 from fastreid_vld.data import build_vvi_test_loader
+from fastreid_vld.data.datasets.bases import canonical_direction
 from fastreid_vld.data.synthetic import SyntheticSize, write_bupt, write_vcm
 from fastreid_vld.engine import VLDTrainer
 from fastreid_vld.evaluation.metrics import evaluate_vvi
@@ -183,7 +184,7 @@ def test_reverse_direction_reuse_holds_for_fast_reid_jaccard(data_root, tmp_path
 
 
 def test_test_runs_every_vvi_data_set_and_files_each_in_eval_results(data_root, tmp_path, caplog):
-    cfg = config(data_root, tmp_path, "DATASETS.TESTS", ("VCM", "BUPTCampus"), "TEST.SELECT_BY", "VIS->IR/mAP")
+    cfg = config(data_root, tmp_path, "DATASETS.TESTS", ("VCM", "BUPTCampus"), "TEST.SELECT_BY", "vis2ir/mAP")
     with caplog.at_level(logging.INFO):
         results = VLDTrainer.test(cfg, PooledGreyLevels())  # what --eval-only runs
     assert set(results) == {"VCM", "BUPTCampus"}
@@ -215,8 +216,15 @@ def test_bupt_reports_both_test_subsets_and_selects_on_the_official_one(tmp_path
     assert list(written["test_subsets"]) == ["official", "all"] and written["select_by"] == "official/IR->VIS/Rank-1"
     assert [written["directions"][d]["gallery"] for d in BUPT_DIRECTIONS] == [128, 140, 140, 140]
     assert [written["directions"][d]["queries"] for d in BUPT_DIRECTIONS] == [70, 64, 70, 70]
-    chosen = evaluate(config(tmp_path / "data", tmp_path / "out", "TEST.SELECT_BY", "all/IR->VIS/Rank-1"), "BUPTCampus")
+    chosen = evaluate(config(tmp_path / "data", tmp_path / "out", "TEST.SELECT_BY", "all/IR2VIS/Rank-1"), "BUPTCampus")
     assert chosen["metric"] == results["all/IR->VIS/Rank-1"]
+
+
+@pytest.mark.parametrize(("written", "canonical"), [
+    ("IR2VIS", "IR->VIS"), ("vis2ir", "VIS->IR"), ("ir->vis", "IR->VIS"), ("Ir2Vis/Rank-1", "IR->VIS/Rank-1"),
+    ("official/VIS2IR/mAP", "official/VIS->IR/mAP"), ("IR->VIS/mINP", "IR->VIS/mINP"), ("IR2RGB", "IR2RGB")])
+def test_directions_may_be_named_without_a_shell_redirection(written, canonical):
+    assert canonical_direction(written) == canonical
 
 
 def distributed_evaluation(root: str, output_dir: str) -> None:

@@ -1,22 +1,26 @@
 #!/usr/bin/env python
 """`make demo`: VLD end to end on CPU, on a synthetic HITSZ-VCM-layout set.
 
-    python tools/demo.py [--data-root datasets/demo] [--output output/demo] [--config-file configs/VLD/demo.yml]
-        [--train-ids 96] [--test-ids 24] [--cameras 4] [--tracklets 2] [--frames 12 18]
-        [--rank-queries 6] [--rank-top 10] [KEY VALUE ...]
+    python tools/demo.py [--quick] [--data-root datasets/demo] [--output output/demo]
+        [--config-file configs/VLD/demo.yml] [--train-ids 96] [--test-ids 24] [--cameras 4] [--tracklets 2]
+        [--frames 12 18] [--rank-queries 6] [--rank-top 10] [KEY VALUE ...]
 
 1. writes the synthetic set under DATA_ROOT (tools/make_synthetic.py --reuse: a set written there
    with the same settings is kept);
 2. evaluates the untrained model (both directions);
 3. trains the config (tools/train_net.py, fast-reid's trainer; tensorboard events in OUTPUT);
 4. evaluates the final checkpoint again with fast-reid's k-reciprocal re-ranking;
-5. draws IR->VIS rank lists (tools/visualize_ranks.py) into OUTPUT/ranks_IR-VIS.png;
+5. draws IR->VIS rank lists (tools/visualize_ranks.py) into OUTPUT/ranks_IR-VIS.png; the training
+   drew its curves into OUTPUT/curves.png (tools/plot_run.py);
 6. prints one table (also OUTPUT/demo_results.md, numbers in OUTPUT/demo_results.json): chance
    Rank-1, untrained, trained, trained + re-ranking, per direction, and whether the demo's
    targets hold (trained Rank-1 >= 5x chance, trained mAP >= 2x untrained).
 
-KEY VALUE pairs override the config in every step (the miniature test trains a few iterations).
-Everything it runs is a command a user can run by hand; each is printed first.
+--quick: a one-minute look at the same pipeline: a smaller set (32 training and 12 test identities,
+datasets/demo_quick) and 100 iterations (4 epochs of 25) into output/demo_quick; its numbers are
+lower and its targets may not hold. KEY VALUE pairs override the config in every step (the
+miniature test trains a few iterations). Everything it runs is a command a user can run by hand;
+each is printed first.
 """
 
 from __future__ import annotations
@@ -35,20 +39,38 @@ HEADER = ("| direction | chance Rank-1 | untrained Rank-1 / mAP | trained Rank-1
           f"| trained + re-ranking Rank-1 / mAP | {' | '.join(TARGETS)} |")
 
 
+#: --quick: the set's and the output's defaults, and the schedule, for a one-minute look
+QUICK = {"data_root": Path("datasets/demo_quick"), "output": Path("output/demo_quick"), "train_ids": 32,
+         "test_ids": 12}
+QUICK_SCHEDULE = ("SOLVER.MAX_EPOCH", "4", "SOLVER.ITERS_PER_EPOCH", "25", "SOLVER.WARMUP_EPOCHS", "1",
+                  "TEST.EVAL_PERIOD", "2")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, default=Path("datasets/demo"), help="DATASETS.ROOT of the set")
-    parser.add_argument("--output", type=Path, default=Path("output/demo"), help="OUTPUT_DIR of the training")
+    parser.add_argument("--quick", action="store_true", help="a one-minute look: smaller set, 100 iterations")
+    parser.add_argument("--data-root", type=Path, help="DATASETS.ROOT of the set (datasets/demo; --quick: "
+                        "datasets/demo_quick)")
+    parser.add_argument("--output", type=Path, help="OUTPUT_DIR of the training (output/demo; --quick: "
+                        "output/demo_quick)")
     parser.add_argument("--config-file", default="configs/VLD/demo.yml")
-    parser.add_argument("--train-ids", type=int, default=96)
-    parser.add_argument("--test-ids", type=int, default=24)
+    parser.add_argument("--train-ids", type=int, help="training identities (96; --quick: 32)")
+    parser.add_argument("--test-ids", type=int, help="test identities (24; --quick: 12)")
     parser.add_argument("--cameras", type=int, default=4)
     parser.add_argument("--tracklets", type=int, default=2, help="per identity, camera and modality")
     parser.add_argument("--frames", type=int, nargs=2, default=[12, 18], metavar=("MIN", "MAX"))
     parser.add_argument("--rank-queries", type=int, default=6, help="query rows of the rank-list picture")
     parser.add_argument("--rank-top", type=int, default=10, help="gallery tracklets per row of the picture")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else {"data_root": Path("datasets/demo"), "output": Path("output/demo"),
+                                         "train_ids": 96, "test_ids": 24}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.quick:
+        args.opts = [*QUICK_SCHEDULE, *args.opts]  # the user's pairs come later and win
+    return args
 
 
 def run(*args: str, capture: bool = False) -> str:
@@ -113,8 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     config, weights = str(out / "config.yaml"), str(out / "model_final.pth")
     run("tools/train_net.py", "--config-file", config, "--eval-only", "MODEL.WEIGHTS", weights, "TEST.RERANK.ENABLED",
         "True", "TEST.RERANK.K1", "10", "TEST.RERANK.K2", "3", "OUTPUT_DIR", str(out / "reranked"))
-    run("tools/visualize_ranks.py", "--config-file", config, "--out", str(out / "ranks_IR-VIS.png"), "--queries",
-        str(args.rank_queries), "--top", str(args.rank_top), "MODEL.WEIGHTS", weights)
+    run("tools/visualize_ranks.py", "--config-file", config, "--draw", str(out / "ranks_IR-VIS.png"),
+        "--draw-queries", str(args.rank_queries), "--topk", str(args.rank_top), "MODEL.WEIGHTS", weights)
 
     scores = {"untrained": results(out / "untrained"), "trained": results(out), "reranked": results(out / "reranked")}
     summary = summarize(scores, query_identities(args.data_root))
@@ -123,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     (REPO / out / "demo_results.json").write_text(json.dumps(summary, indent=2) + "\n")
     passed = all(row[key] for row in summary.values() for key in TARGETS)
     print(f"\nRank-1 / mAP in % on {args.data_root} (chance Rank-1 = 1 / query identities):\n\n{table}\n")
-    print(f"rank lists: {out / 'ranks_IR-VIS.png'}; tensorboard: tensorboard --logdir {out}")
+    print(f"rank lists: {out / 'ranks_IR-VIS.png'}; curves: {out / 'curves.png'}; tensorboard: tensorboard "
+          f"--logdir {out}")
     print("demo targets met" if passed else "demo targets NOT met (see the table)")
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Search a gallery: the top-k gallery tracklets of each query, with their distances.
+"""Search a gallery: the top-k gallery tracklets of each query, with their distances and cosine similarities.
 
     python tools/search.py --query query.npz --gallery gallery.npz --topk 10 --output results --draw ranks.png
     python tools/search.py --query my_query_tracklets/ --gallery gallery.npz [--config-file CFG KEY VALUE ...]
@@ -12,11 +12,15 @@ TEST.RERANK.* unless --metric, --aqe / --no-aqe, --rerank / --no-rerank say othe
 the lower gallery index; --backend faiss (or auto, above 50 million query-gallery pairs without
 AQE or re-ranking) searches with faiss instead of ranking every distance.
 
-Writes OUTPUT.csv (query, rank, gallery, distance; query_pid, gallery_pid, match where both files
-carry identities) and OUTPUT.json (the settings, then each query's list). --draw PNG: rows of
-evenly spaced queries (--draw-queries) with their top-k, captioned with rank and distance, framed
-green (right identity), red (wrong) or grey (identities unknown). --direction IR->VIS keeps infrared
-queries and a visible gallery (both files from a data set: they carry modalities).
+Writes OUTPUT.csv (query, rank, gallery, distance, cosine; query_pid, gallery_pid, match where both
+files carry identities) and OUTPUT.json (the settings, then each query's list): the distance is the
+one ranked by (smaller: nearer; the default inner product's is -q.g, e.g. -127), the cosine the
+similarity of the two features in [-1, 1] (L2-normalised q.g, whatever the metric).
+
+--draw PNG: rows of evenly spaced queries (--draw-queries) with their top-k, captioned with rank and
+distance, then "cos 0.83", framed green (right identity), red (wrong) or grey (identities unknown);
+tools/visualize_ranks.py takes the same options. --direction IR2VIS keeps infrared queries and a
+visible gallery, VIS2IR the reverse (any case; both files from a data set: they carry modalities).
 """
 
 import argparse
@@ -39,25 +43,35 @@ from fastreid_vld.engine.extraction import folder_features  # noqa: E402
 from fastreid_vld.engine.feature_files import FeatureFileError, FeatureSet, read_features  # noqa: E402
 from fastreid_vld.evaluation.distances import METRICS, DistanceSettings  # noqa: E402
 from fastreid_vld.evaluation.rank_picture import Tile, draw_rank_lists, gallery_caption  # noqa: E402
-from fastreid_vld.evaluation.search import BACKENDS, RankLists, match_rows, top_k, write_match_rows  # noqa: E402
+from fastreid_vld.evaluation.search import (  # noqa: E402
+    BACKENDS,
+    RankLists,
+    direction_argument,
+    match_rows,
+    top_k,
+    write_match_rows,
+)
 
-DIRECTIONS = {"IR->VIS": (INFRARED, VISIBLE), "VIS->IR": (VISIBLE, INFRARED)}
+MODALITIES = {"IR->VIS": (INFRARED, VISIBLE), "VIS->IR": (VISIBLE, INFRARED)}  # direction: query's, gallery's
 
 
 def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--query", required=True, type=Path, help="query features (.npz) or a folder of tracklets")
     parser.add_argument("--gallery", required=True, type=Path, help="gallery features (.npz)")
-    parser.add_argument("--topk", type=int, default=10, help="gallery entries per query")
+    parser.add_argument("--topk", type=int, default=10, metavar="K",
+                        help="gallery entries per query (default %(default)s)")
     parser.add_argument("--output", type=Path, default=Path("search_results"), help="writes OUTPUT.csv, OUTPUT.json")
     parser.add_argument("--metric", choices=METRICS, help="default: the gallery config's TEST.METRIC")
     parser.add_argument("--aqe", action=argparse.BooleanOptionalAction, help="fast-reid's AQE (TEST.AQE.*)")
     parser.add_argument("--rerank", action=argparse.BooleanOptionalAction,
                         help="fast-reid's k-reciprocal re-ranking (TEST.RERANK.*)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="rank every distance, or faiss")
-    parser.add_argument("--direction", choices=tuple(DIRECTIONS), help="cross-modal: query and gallery modalities")
-    parser.add_argument("--draw", type=Path, help="PNG of the rank lists")
-    parser.add_argument("--draw-queries", type=int, default=6, help="rows of the picture (evenly spaced queries)")
+    parser.add_argument("--direction", type=direction_argument, metavar="{IR2VIS,VIS2IR}",
+                        help="cross-modal: infrared queries and visible gallery (IR2VIS), or the reverse")
+    parser.add_argument("--draw", type=Path, metavar="PNG", help="picture of the rank lists")
+    parser.add_argument("--draw-queries", type=int, default=6, metavar="N",
+                        help="rows of the picture: evenly spaced queries (default %(default)s)")
     parser.add_argument("--config-file", help="with a query folder: the model's config (default: the gallery's)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="with a query folder: KEY VALUE config overrides")
     return parser
@@ -90,7 +104,7 @@ def cross_modal(query: FeatureSet, gallery: FeatureSet, direction: str, paths: t
     for features, path in zip((query, gallery), paths, strict=True):
         if features.modalities is None:
             raise FeatureFileError(f"{path}: --direction needs modalities (features of a data set's split)")
-    query_modality, gallery_modality = DIRECTIONS[direction]
+    query_modality, gallery_modality = MODALITIES[direction]
     return query.subset(query.modalities == query_modality), gallery.subset(gallery.modalities == gallery_modality)
 
 
@@ -100,9 +114,10 @@ def draw(query: FeatureSet, gallery: FeatureSet, lists: RankLists, rows: int, ou
     for q in np.unique(np.linspace(0, len(query) - 1, rows).astype(int)):
         caption = f"query {query.pids[q]}" if query.pids is not None else f"query {query.names[q]}"
         picture.append((Tile(str(query.thumbnails[q]), caption),
-                        [Tile(str(gallery.thumbnails[g]), gallery_caption(rank, d),
+                        [Tile(str(gallery.thumbnails[g]), gallery_caption(rank, distance, cosine),
                               bool(gallery.pids[g] == query.pids[q]) if labelled else None)
-                         for rank, (g, d) in enumerate(zip(lists.indices[q], lists.distances[q], strict=True), 1)]))
+                         for rank, (g, distance, cosine)
+                         in enumerate(zip(lists.indices[q], lists.distances[q], lists.cosines[q], strict=True), 1)]))
     return draw_rank_lists(picture, out)
 
 

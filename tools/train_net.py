@@ -23,15 +23,20 @@ import fastreid_vld  # noqa: E402,F401  (first: adapts fast-reid, registers the 
 from fastreid.config import get_cfg  # noqa: E402
 from fastreid.engine import default_argument_parser, default_setup  # noqa: E402
 from fastreid.utils import comm  # noqa: E402
-from fastreid.utils.env import seed_all_rng  # noqa: E402
 from fastreid.utils.logger import setup_logger  # noqa: E402
 
 from fastreid_vld import VLDTrainer, add_vld_config  # noqa: E402
 from fastreid_vld.checkpoint import check_weights_match  # noqa: E402
 from fastreid_vld.config import ConfigError, check_config, merge_config  # noqa: E402
-from fastreid_vld.engine.defaults import INPUT_ERRORS, cap_workers, fall_back_to_cpu  # noqa: E402
+from fastreid_vld.engine.defaults import (  # noqa: E402
+    INPUT_ERRORS,
+    cap_workers,
+    fall_back_to_cpu,
+    log_to_files_only,
+)
 from fastreid_vld.engine.launch import LaunchError, launch  # noqa: E402
 from fastreid_vld.engine.predictor import load_eval_model  # noqa: E402
+from fastreid_vld.modeling.backbones.width import resolve_backbone_width  # noqa: E402
 
 
 def setup(args):
@@ -42,10 +47,9 @@ def setup(args):
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fastreid_vld")
     fall_back_to_cpu(cfg)
     cap_workers(cfg)
+    resolve_backbone_width(cfg)  # before config.yaml is written
     cfg.freeze()
-    default_setup(cfg, args)
-    if cfg.SEED >= 0:  # after default_setup, which draws a random seed
-        seed_all_rng(cfg.SEED + comm.get_rank())
+    default_setup(cfg, args)  # seeds SEED + rank where SEED >= 0 (fastreid_vld.compat)
     return cfg
 
 
@@ -89,17 +93,17 @@ def eval_only_model(cfg, untrained: bool) -> tuple:
 
 
 def checked_main(args):
+    """main, with bad input (and a diverged training) as one ``error:`` line: on the console once,
+    and in log.txt where the run has one."""
     try:
         return main(args)
     except INPUT_ERRORS as error:
-        logger = logging.getLogger("fastreid_vld")
-        if logger.handlers:  # set up: the error goes to log.txt too (before, Python would print it bare)
-            logger.error("%s", error)
-        raise SystemExit(f"error: {error}") from None
+        message = f"error: {error}"
     except FloatingPointError as error:  # fast-reid's check of every step's losses
         reason = str(error).splitlines()[0]
-        raise SystemExit(f"error: {reason} Training diverged: lower SOLVER.BASE_LR, or enable "
-                         "SOLVER.CLIP_GRADIENTS") from None
+        message = f"error: {reason} Training diverged: lower SOLVER.BASE_LR, or enable SOLVER.CLIP_GRADIENTS"
+    log_to_files_only(logging.getLogger("fastreid_vld"), message, logging.ERROR)
+    raise SystemExit(message)
 
 
 def argument_parser():

@@ -7,6 +7,7 @@ import argparse
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -19,13 +20,14 @@ from ..config import ConfigError, add_vld_config, check_config, merge_config
 from ..data.build import FrameReadError
 from ..data.datasets import DatasetFormatError
 from ..data.tracklet_folders import TrackletFolderError
+from ..modeling.backbones.width import resolve_backbone_width
 from .export import ExportError
 from .feature_files import FeatureFileError
 
 logger = logging.getLogger("fastreid_vld")
 
 __all__ = ["INPUT_ERRORS", "add_model_arguments", "available_cpus", "cap_workers", "exits_on_input_errors",
-           "fall_back_to_cpu", "inference_config"]
+           "fall_back_to_cpu", "inference_config", "log_to_files_only"]
 
 #: Bad input the user can fix (and an export that fails its check): reported as one line naming the
 #: file or key, not as a traceback.
@@ -44,6 +46,16 @@ def exits_on_input_errors(main: Callable[..., Any]) -> Callable[..., Any]:
             raise SystemExit(f"error: {error}") from None
 
     return checked
+
+
+def log_to_files_only(logger_with_handlers: logging.Logger, message: str, level: int = logging.INFO) -> None:
+    """``message`` to the handlers of ``logger_with_handlers`` that write files (fast-reid's
+    setup_logger: log.txt), not to those writing the console (stdout, stderr); none before the
+    logger is set up."""
+    record = logger_with_handlers.makeRecord(logger_with_handlers.name, level, "", 0, message, None, None)
+    for handler in logger_with_handlers.handlers:
+        if getattr(handler, "stream", None) not in (sys.stdout, sys.stderr):
+            handler.handle(record)
 
 
 def fall_back_to_cpu(cfg: CfgNode) -> None:
@@ -89,4 +101,5 @@ def inference_config(config_file: str, opts: list[str]) -> CfgNode:
     check_config(cfg)
     fall_back_to_cpu(cfg)
     cap_workers(cfg)
+    resolve_backbone_width(cfg)
     return cfg

@@ -1,10 +1,19 @@
-"""The checkpointing hook of VLDTrainer: fast-reid's periodic checkpoints, and model_best.pth kept
-as the official VLD code keeps its best_model.pth."""
+"""VLDTrainer's versions of three fast-reid hooks: the checkpointer (model_best.pth kept as the official
+VLD code keeps its best_model.pth), the writers (every evaluation reaches metrics.json and tensorboard)
+and the iteration timer (its summary says what it timed); and one of its own, the run's curves."""
 
 from __future__ import annotations
 
+import datetime
+import logging
+import time
+
 from fastreid.engine import hooks
-from fastreid.utils.events import get_event_storage
+from fastreid.utils.events import EventWriter, JSONWriter, TensorboardXWriter, get_event_storage
+
+from .curves import write_run_curves
+
+logger = logging.getLogger(__name__)
 
 
 class BestCheckpointer(hooks.PeriodicCheckpointer):
@@ -48,3 +57,87 @@ class BestCheckpointer(hooks.PeriodicCheckpointer):
         if fresh and metric >= self.best_metric:
             self.best_metric = metric
             self.checkpointer.save("model_best", epoch=self.trainer.epoch, metric=metric, best_metric=metric)
+
+
+class RunRecordWriter(hooks.PeriodicWriter):
+    """fast-reid's PeriodicWriter (the console line, ``metrics.json`` and the tensorboard events every
+    SOLVER.LOG_PERIOD iterations), with every evaluation in the files and no console line twice.
+
+    fast-reid's file writers write only scalars of an iteration later than the last one they wrote,
+    and EvalHook stores an evaluation at the epoch's last iteration, after that iteration's periodic
+    write: wherever LOG_PERIOD divides the epoch (vcm.yml: 200 iterations, logged every 20) no
+    evaluation reached the files, and the one after the last epoch was never written at all. Here the
+    files of an epoch's last iteration are written after the epoch's hooks (its evaluation goes with
+    its losses), and once more after training, before they are closed; the console line of an epoch's
+    last iteration is printed once (fast-reid printed it again after the epoch).
+    """
+
+    def __init__(self, writers: list[EventWriter], period: int) -> None:
+        super().__init__(writers, period)
+        self._printed_iteration = -1
+
+    def after_step(self) -> None:
+        iteration = self.trainer.iter
+        if (iteration + 1) % self._period and iteration != self.trainer.max_iter - 1:
+            return
+        epoch_end = (iteration + 1) % self.trainer.iters_per_epoch == 0
+        self._write(files=not epoch_end, console=True)
+
+    def after_epoch(self) -> None:
+        self._write(files=True, console=self._printed_iteration != get_event_storage().iter)
+
+    def after_train(self) -> None:
+        self._write(files=True, console=False)  # the evaluation after the last epoch; a failed run's last scalars
+        super().after_train()
+
+    def _write(self, files: bool, console: bool) -> None:
+        for writer in self._writers:
+            if isinstance(writer, (JSONWriter, TensorboardXWriter)):
+                if files:
+                    writer.write()
+            elif console:
+                writer.write()
+        if console:
+            self._printed_iteration = get_event_storage().iter
+
+
+class CurvesWriter(hooks.HookBase):
+    """``OUTPUT_DIR/curves.png`` after training (a failed one too): tools/plot_run.py's picture of the
+    run's metrics.json, drawn after :class:`RunRecordWriter` has closed it."""
+
+    def __init__(self, output_dir: str) -> None:
+        self._output_dir = output_dir
+
+    def after_train(self) -> None:
+        write_run_curves(self._output_dir)
+
+
+class IterationTimer(hooks.IterationTimer):
+    """fast-reid's IterationTimer, whose summary counts what it timed: "Overall training speed: 2
+    iterations timed in ... (4 trained, the first 2 not timed: warm-up)" where fast-reid's said "2
+    iterations" of a 4-iteration run (and miscounted a failed one), and a total training time from the
+    start of training (fast-reid's started after the warm-up iterations)."""
+
+    def before_train(self) -> None:
+        super().before_train()
+        self._began, self._trained = time.perf_counter(), 0
+
+    def after_step(self) -> None:
+        super().after_step()
+        self._trained += 1
+
+    def after_train(self) -> None:
+        total_seconds = time.perf_counter() - self._began
+        timed_seconds = self._total_timer.seconds()  # the steps after the warm-up, hooks excluded
+        warm_up = min(self._trained, self._warmup_iter - 1)  # fast-reid's timer restarts after each of these
+        timed = self._trained - warm_up
+        if timed > 0 and timed_seconds > 0:
+            logger.info("Overall training speed: %d iterations timed in %s (%.4f s / it; %d trained, the first %d "
+                        "not timed: warm-up)", timed, _duration(timed_seconds), timed_seconds / timed,
+                        self._trained, warm_up)
+        logger.info("Total training time: %s (%s on hooks and warm-up)", _duration(total_seconds),
+                    _duration(total_seconds - timed_seconds))
+
+
+def _duration(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=int(seconds)))

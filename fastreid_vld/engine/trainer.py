@@ -8,18 +8,21 @@ import torch
 from fastreid.config import CfgNode
 from fastreid.data.build import _test_loader_from_config, build_reid_test_loader
 from fastreid.engine import DefaultTrainer, hooks
+from fastreid.modeling import build_model
 from fastreid.utils import comm
 
 from ..checkpoint import check_same_model
 from ..config import check_config
 from ..data import build_vvi_test_loader, build_vvi_train_loader, is_vvi_dataset
 from ..data.build import load_vvi_dataset
+from ..data.image_sets import image_sets_under
 from ..data.samplers import CrossModalSampler
 from ..distributed import broadcast_module
 from ..evaluation.vvi_evaluator import VVIEvaluator
 from ..modeling.global_batch import batch_norm_layers
 from ..solver import VLD_SCHEDULER, build_vld_lr_scheduler, build_vld_optimizer
-from .hooks import BestCheckpointer
+from .defaults import log_to_files_only
+from .hooks import BestCheckpointer, CurvesWriter, IterationTimer, RunRecordWriter
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +37,8 @@ class VLDTrainer(DefaultTrainer):
     - ``SOLVER.AMP.DTYPE`` chooses the autocast dtype of mixed-precision steps (float16 with a
       gradient scaler whose state checkpoints carry, on CUDA and on the CPU);
     - video visible-infrared data sets (``fastreid_vld.data``) get cross-modal tracklet
-      loaders; fast-reid's image data sets keep fast-reid's loaders;
+      loaders; fast-reid's image data sets keep fast-reid's loaders, read from DATASETS.ROOT
+      (fast-reid: FASTREID_DATASETS only), a missing folder one error naming it;
     - test loaders use ``DATALOADER.NUM_WORKERS`` (fast-reid's always start 4 workers);
     - losses, learning rate and ETA are written every ``SOLVER.LOG_PERIOD`` iterations;
     - ``model_best.pth`` is kept as the official VLD code keeps its best model: after every
@@ -103,22 +107,30 @@ class VLDTrainer(DefaultTrainer):
         return super().train()
 
     def build_hooks(self) -> list[hooks.HookBase]:
-        """fast-reid's hooks, with :class:`BestCheckpointer` for its checkpointer and its writers
-        every SOLVER.LOG_PERIOD iterations (fast-reid: 200)."""
-        return [self._adapted(hook) for hook in super().build_hooks()]
+        """fast-reid's hooks, with :class:`BestCheckpointer` for its checkpointer, :class:`RunRecordWriter`
+        for its writers (every SOLVER.LOG_PERIOD iterations, fast-reid: 200; every evaluation in the files)
+        and :class:`IterationTimer` for its timer (a summary that counts what it timed); then, on the main
+        process, :class:`CurvesWriter` (OUTPUT_DIR/curves.png)."""
+        adapted = [self._adapted(hook) for hook in super().build_hooks()]
+        return adapted + [CurvesWriter(self.cfg.OUTPUT_DIR)] if comm.is_main_process() else adapted
 
     def _adapted(self, hook: hooks.HookBase) -> hooks.HookBase:
         if type(hook) is hooks.PeriodicCheckpointer:
             return BestCheckpointer(self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD)
         if type(hook) is hooks.PeriodicWriter:
-            return hooks.PeriodicWriter(hook._writers, self.cfg.SOLVER.LOG_PERIOD)
+            return RunRecordWriter(hook._writers, self.cfg.SOLVER.LOG_PERIOD)
+        if type(hook) is hooks.IterationTimer:
+            return IterationTimer()
         return hook
 
     @classmethod
     def build_model(cls, cfg: CfgNode) -> torch.nn.Module:
-        """fast-reid's model; under torch.distributed every process holds process 0's weights, the frozen
-        ones too (a random-init CLIP text tower would differ between processes seeded SEED + rank)."""
-        model = super().build_model(cfg)
+        """fast-reid's model; its printout in log.txt and a parameter count on the console (fast-reid
+        printed the whole model there); under torch.distributed every process holds process 0's
+        weights, the frozen ones too (a random-init CLIP text tower would differ between processes
+        seeded SEED + rank)."""
+        model = build_model(cfg)
+        log_model(model)
         broadcast_module(model)
         return model
 
@@ -143,14 +155,16 @@ class VLDTrainer(DefaultTrainer):
             return build_vvi_train_loader(cfg)
         if any(video):
             raise ValueError(f"DATASETS.NAMES {cfg.DATASETS.NAMES} mixes video visible-infrared and image data sets")
-        return super().build_train_loader(cfg)
+        with image_sets_under(cfg.DATASETS.ROOT, " / ".join(cfg.DATASETS.NAMES)):
+            return super().build_train_loader(cfg)
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
         """(loader, data set) for a video visible-infrared data set, (loader, num_query) otherwise."""
         if is_vvi_dataset(dataset_name):
             return build_vvi_test_loader(cfg, dataset_name)
-        loader_args = _test_loader_from_config(cfg, dataset_name=dataset_name)
+        with image_sets_under(cfg.DATASETS.ROOT, dataset_name):
+            loader_args = _test_loader_from_config(cfg, dataset_name=dataset_name)
         return build_reid_test_loader(**loader_args, num_workers=cfg.DATALOADER.NUM_WORKERS)
 
     @classmethod
@@ -161,6 +175,18 @@ class VLDTrainer(DefaultTrainer):
             data_loader, dataset = cls.build_test_loader(cfg, dataset_name)
             return data_loader, VVIEvaluator(cfg, dataset, dataset_name, output_dir)
         return super().build_evaluator(cfg, dataset_name, output_dir)
+
+
+def log_model(model: torch.nn.Module) -> None:
+    """The model's printout to the log files only, and its parameter counts to the console too."""
+    logger_of_files = logging.getLogger("fastreid_vld")
+    log_to_files_only(logger_of_files, f"Model:\n{model}")
+    parameters = list(model.parameters())
+    total = sum(p.numel() for p in parameters)
+    trained = sum(p.numel() for p in parameters if p.requires_grad)
+    parts = ", ".join(f"{name} {type(child).__name__}" for name, child in model.named_children())
+    logger.info("Model: %s (%s): %s parameters, %s trained; its printout is in log.txt", type(model).__name__,
+                parts, f"{total:,}", f"{trained:,}")
 
 
 def log_local_batch_norms(model: torch.nn.Module) -> None:

@@ -1,6 +1,7 @@
 """Pictures of rank lists: each row a query tracklet, then its nearest gallery tracklets, each shown
-by one frame with a caption (rank and distance), framed green where the identity is right, red where
-it is wrong and grey where identities are unknown (``tools/search.py``, ``tools/visualize_ranks.py``)."""
+by one frame with a caption (rank and distance, then the cosine similarity of the two features),
+framed green where the identity is right, red where it is wrong and grey where identities are unknown
+(``tools/search.py``, ``tools/visualize_ranks.py``)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,20 @@ from PIL import Image, ImageDraw, ImageFont
 __all__ = ["Tile", "draw_rank_lists", "gallery_caption"]
 
 GREEN, RED, GREY, WHITE, BLACK = (40, 180, 60), (220, 40, 40), (170, 170, 170), (255, 255, 255), (0, 0, 0)
-CAPTION_HEIGHT = 14
+LINE_HEIGHT = 12                     # pixels a caption line takes (Pillow's default font)
+CAPTION_HEIGHT = 2 * LINE_HEIGHT + 2  # two lines: a gallery tile's rank and distance, then its cosine
 
 
 @dataclass(frozen=True)
 class Tile:
     frame: str                  # the picture's frame (a tracklet's middle frame)
-    caption: str                # written under it
+    caption: str                # written under it, a line per "\n"-separated part
     right: bool | None = None   # the identity is the query's (None: unknown, or the query itself)
 
 
-def gallery_caption(rank: int, distance: float) -> str:
-    return f"#{rank} {distance:.4g}"
+def gallery_caption(rank: int, distance: float, cosine: float) -> str:
+    """``"#3 -127.4\\ncos 0.83"``: the rank and the distance ranked by, then the cosine similarity."""
+    return f"#{rank} {distance:.4g}\ncos {cosine:.2f}"
 
 
 def draw_rank_lists(rows: list[tuple[Tile, list[Tile]]], out: str | Path, tile: tuple[int, int] = (128, 64),
@@ -45,8 +48,9 @@ def draw_rank_lists(rows: list[tuple[Tile, list[Tile]]], out: str | Path, tile: 
                 draw.rectangle([x, y, x + cell_w - 1, y + height + 2 * border - 1], fill=colour)
             with Image.open(shown.frame) as frame:
                 canvas.paste(frame.convert("RGB").resize((width, height)), (x + border, y + border))
-            draw.text((x + border, y + height + 2 * border), _fitted(draw, shown.caption, font, cell_w - border),
-                      fill=BLACK, font=font)
+            for n, line in enumerate(shown.caption.split("\n")):
+                draw.text((x + border, y + height + 2 * border + n * LINE_HEIGHT),
+                          _fitted(draw, line, font, cell_w - border), fill=BLACK, font=font)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out)

@@ -1,10 +1,14 @@
 """Top-k gallery entries for each query (``tools/search.py``): the distances of ``distances.py``
 ranked in full (ties to the lower gallery index, as the evaluation ranks them), or, for large
 galleries without AQE and re-ranking, faiss's exact flat search of the same distances (float32;
-ties in any order); and the rank lists as CSV and JSON."""
+ties in any order); beside each distance the cosine similarity of the two features, a score in
+[-1, 1] that reads the same whatever the metric ranked by; and the rank lists as CSV and JSON.
+``--direction`` of ``tools/search.py`` and ``tools/visualize_ranks.py`` is read by
+:func:`direction_argument`."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 from dataclasses import dataclass
@@ -14,10 +18,12 @@ import faiss
 import numpy as np
 import torch
 
+from ..data.datasets.bases import DIRECTIONS, canonical_direction
 from ..engine.feature_files import FeatureSet
 from .distances import DistanceSettings, direction_distances
 
-__all__ = ["BACKENDS", "FAISS_ABOVE", "RankLists", "match_rows", "top_k", "write_match_rows"]
+__all__ = ["BACKENDS", "FAISS_ABOVE", "RankLists", "direction_argument", "match_rows", "ranked_cosines", "top_k",
+           "write_match_rows"]
 
 BACKENDS = ("auto", "brute", "faiss")
 #: query x gallery pairs above which ``auto`` searches with faiss (the full distance matrix would
@@ -29,6 +35,24 @@ FAISS_ABOVE = 50_000_000
 class RankLists:
     indices: np.ndarray    # [Q, k] gallery positions, nearest first
     distances: np.ndarray  # [Q, k] their distances (smaller: closer)
+    cosines: np.ndarray    # [Q, k] cosine similarity of the query's and their features (in [-1, 1])
+
+
+def direction_argument(text: str) -> str:
+    """argparse ``type=`` of ``--direction``: ``IR2VIS`` / ``VIS2IR`` in any case, or ``IR->VIS`` /
+    ``VIS->IR`` (:func:`canonical_direction`) -> ``"IR->VIS"`` / ``"VIS->IR"``."""
+    direction = canonical_direction(text)
+    if direction not in DIRECTIONS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a direction: expected IR2VIS or VIS2IR (any case)")
+    return direction
+
+
+def ranked_cosines(query: np.ndarray, gallery: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """[Q, k] cosine similarities of the [Q, D] ``query`` features and the [G, D] ``gallery``
+    features at their ranked ``indices`` [Q, k]: the dot product of the L2-normalised features (in
+    float64), whatever distance ranked them; of the features as given (before AQE)."""
+    query, ranked = (_l2_normalised(np.asarray(x, dtype=np.float64)) for x in (query, gallery[indices]))
+    return np.einsum("qd,qkd->qk", query, ranked)
 
 
 def top_k(query: np.ndarray, gallery: np.ndarray, settings: DistanceSettings, k: int,
@@ -42,34 +66,41 @@ def top_k(query: np.ndarray, gallery: np.ndarray, settings: DistanceSettings, k:
         raise ValueError("AQE and re-ranking need every query-gallery distance: use the brute backend")
     k = min(k, len(gallery))
     if backend == "faiss" or (backend == "auto" and not reranked and len(query) * len(gallery) > FAISS_ABOVE):
-        return _faiss_top_k(query, gallery, settings.metric, k)
-    distances = direction_distances(torch.from_numpy(query), torch.from_numpy(gallery), settings)  # [Q, G]
-    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
-    return RankLists(order, np.take_along_axis(distances, order, axis=1))
+        indices, distances = _faiss_top_k(query, gallery, settings.metric, k)
+    else:
+        all_distances = direction_distances(torch.from_numpy(query), torch.from_numpy(gallery), settings)  # [Q, G]
+        indices = np.argsort(all_distances, axis=1, kind="stable")[:, :k]
+        distances = np.take_along_axis(all_distances, indices, axis=1)
+    return RankLists(indices, distances, ranked_cosines(query, gallery, indices))
 
 
-def _faiss_top_k(query: np.ndarray, gallery: np.ndarray, metric: str, k: int) -> RankLists:
-    """faiss flat (exact) search: inner product -> -q.g, cosine -> 1 - q.g of normalised features,
-    euclidean -> the squared distance (fast-reid's euclidean)."""
+def _faiss_top_k(query: np.ndarray, gallery: np.ndarray, metric: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """[Q, k] gallery positions and distances of faiss's flat (exact) search: inner product -> -q.g,
+    cosine -> 1 - q.g of normalised features, euclidean -> the squared distance (fast-reid's euclidean)."""
     query, gallery = (np.ascontiguousarray(x, dtype=np.float32) for x in (query, gallery))
     if metric == "cosine":
-        query, gallery = (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) for x in (query, gallery))
+        query, gallery = _l2_normalised(query), _l2_normalised(gallery)
     index = faiss.IndexFlatL2(gallery.shape[1]) if metric == "euclidean" else faiss.IndexFlatIP(gallery.shape[1])
     index.add(gallery)
     scores, indices = index.search(query, k)  # [Q, k] each
     distances = {"inner_product": -scores, "cosine": 1 - scores, "euclidean": scores}[metric]
-    return RankLists(indices.astype(np.int64), distances)
+    return indices.astype(np.int64), distances
+
+
+def _l2_normalised(features: np.ndarray) -> np.ndarray:
+    """[..., D] features, each divided by its L2 norm (a zero feature stays zero)."""
+    return features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
 
 
 def match_rows(query: FeatureSet, gallery: FeatureSet, lists: RankLists) -> list[dict]:
-    """One row per (query, rank): names, distance and, where both files carry identities, theirs and
-    whether they match."""
+    """One row per (query, rank): names, distance, cosine similarity and, where both files carry
+    identities, theirs and whether they match."""
     labelled = query.pids is not None and gallery.pids is not None
     rows = []
-    for q, (indices, distances) in enumerate(zip(lists.indices, lists.distances, strict=True)):
-        for rank, (g, distance) in enumerate(zip(indices, distances, strict=True), start=1):
+    for q, ranked in enumerate(zip(lists.indices, lists.distances, lists.cosines, strict=True)):
+        for rank, (g, distance, cosine) in enumerate(zip(*ranked, strict=True), start=1):
             row = {"query": str(query.names[q]), "rank": rank, "gallery": str(gallery.names[g]),
-                   "distance": float(distance)}
+                   "distance": float(distance), "cosine": float(cosine)}
             if labelled:
                 row.update(query_pid=str(query.pids[q]), gallery_pid=str(gallery.pids[g]),
                            match=bool(query.pids[q] == gallery.pids[g]))

@@ -14,8 +14,10 @@ Results, in percent:
   with test subsets, BUPTCampus: ``"official/IR->VIS/Rank-1"``, ..., ``"all/VIS->IR/mINP"``), and
   ``"metric"``, the model-selection value named by TEST.SELECT_BY (VLD: IR->VIS Rank-1, of the
   first test subset where there are several), which ``model_best.pth`` is kept by;
-- ``OUTPUT_DIR/eval_results.json``: ``{dataset name: {...}}`` with the full CMC per direction,
-  the test subsets and the settings used (fast-reid's JSONWriter already owns ``metrics.json``).
+- ``OUTPUT_DIR/eval_results.json``: ``{dataset name: {...}}``: the latest evaluation with the full
+  CMC per direction, the test subsets, the settings used and the training iteration and epoch (null
+  outside training), and under ``"history"`` every evaluation of the run, each with its iteration,
+  epoch, metric and per-direction scores (fast-reid's JSONWriter already owns ``metrics.json``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 from fastreid.config import CfgNode
 from fastreid.evaluation.evaluator import DatasetEvaluator
 from fastreid.utils import comm
+from fastreid.utils.events import _CURRENT_STORAGE_STACK, get_event_storage
 from tabulate import tabulate
 
 from .distances import DistanceSettings, direction_distances
@@ -207,20 +210,46 @@ class VVIEvaluator(DatasetEvaluator):
         if os.path.isfile(path):  # other data sets of the same run keep their entries
             with open(path) as file:
                 everything = json.load(file)
+        directions = {name: {"queries": s.num_query, "queries_counted": s.num_counted, "gallery": s.num_gallery,
+                             **{f"Rank-{k}": 100 * s.rank(k) for k in REPORTED_RANKS if k <= self._max_rank},
+                             "mAP": 100 * s.mAP, "mINP": 100 * s.mINP}
+                      for name, s in scores.items()}
+        iteration, epoch = training_position()
+        evaluation = {"iteration": iteration, "epoch": epoch, "metric": metric,
+                      "directions": {name: {key: value for key, value in scored.items() if "Rank-" in key or
+                                            key in ("mAP", "mINP")} for name, scored in directions.items()}}
         everything[self._dataset_name] = {
             "protocol": self._dataset.protocol,
             "settings": self._settings.describe(),
             "select_by": select_by,
             "metric": metric,
+            "iteration": iteration,
+            "epoch": epoch,
             **({"test_subsets": dict(self._dataset.test_subsets)} if self._dataset.test_subsets else {}),
-            "directions": {name: {"queries": s.num_query, "queries_counted": s.num_counted,
-                                  "gallery": s.num_gallery,
-                                  **{f"Rank-{k}": 100 * s.rank(k) for k in REPORTED_RANKS if k <= self._max_rank},
-                                  "mAP": 100 * s.mAP, "mINP": 100 * s.mINP,
-                                  "cmc": [100 * float(v) for v in s.cmc]}
+            "directions": {name: {**directions[name], "cmc": [100 * float(v) for v in s.cmc]}
                            for name, s in scores.items()},
+            "history": [*earlier_evaluations(everything.get(self._dataset_name, {}), iteration), evaluation],
         }
         os.makedirs(self._output_dir, exist_ok=True)
         with open(path + ".tmp", "w") as file:
             json.dump(everything, file, indent=2)
         os.replace(path + ".tmp", path)
+
+
+def training_position() -> tuple[int | None, int | None]:
+    """(iteration, epoch) at which a training run evaluates, as its event storage records them (the
+    iteration metrics.json and tensorboard file the evaluation under); (None, None) outside training."""
+    if not _CURRENT_STORAGE_STACK:
+        return None, None
+    storage = get_event_storage()
+    return storage.iter, storage.epoch
+
+
+def earlier_evaluations(entry: dict, iteration: int | None) -> list[dict]:
+    """The evaluations of a data set's eval_results.json entry to keep before one at ``iteration``:
+    all of them outside training; in training, those of earlier iterations (a resumed run replaces
+    the evaluations it repeats, a fresh run in the same OUTPUT_DIR replaces the earlier run's)."""
+    history = entry.get("history", [])
+    if iteration is None:
+        return history
+    return [e for e in history if e["iteration"] is None or e["iteration"] < iteration]

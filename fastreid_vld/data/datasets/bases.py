@@ -16,6 +16,15 @@ from ..tracklets import INFRARED, MODALITY_NAMES, VISIBLE, Tracklet
 logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("IR->VIS", "VIS->IR")
+#: the shell-safe spellings of DIRECTIONS (``IR->VIS`` unquoted is a redirection to a file ``VIS``)
+DIRECTION_ALIASES = {"IR2VIS": "IR->VIS", "VIS2IR": "VIS->IR"}
+
+
+def canonical_direction(name: str) -> str:
+    """A direction or result name with its direction spelled as DIRECTIONS spell it: ``IR2VIS``,
+    ``VIS2IR`` and ``IR->VIS`` in any case are accepted (``"ir2vis"`` -> ``"IR->VIS"``,
+    ``"official/VIS2IR/mAP"`` -> ``"official/VIS->IR/mAP"``); other parts are kept as written."""
+    return "/".join(DIRECTION_ALIASES.get(part.upper().replace("->", "2"), part) for part in name.split("/"))
 
 
 class DatasetFormatError(ValueError):
@@ -87,9 +96,10 @@ class VideoCrossModalDataset:
                                      "set and in every query and gallery", found=f"no tracklet in: {', '.join(empty)}")
 
     def labelled(self, name: str) -> str:
-        """A direction or result name (``"IR->VIS"``, ``"IR->VIS/Rank-1"``) with the first test
-        subset's label where the data set has subsets and ``name`` carries none (BUPTCampus:
-        ``"official/IR->VIS"``); ``name`` itself otherwise."""
+        """A direction or result name (``"IR->VIS"``, ``"IR2VIS/Rank-1"``: :func:`canonical_direction`)
+        with the first test subset's label where the data set has subsets and ``name`` carries none
+        (BUPTCampus: ``"official/IR->VIS"``); ``name`` itself otherwise."""
+        name = canonical_direction(name)
         if not self.test_subsets or name.split("/", 1)[0] in self.test_subsets:
             return name
         return f"{next(iter(self.test_subsets))}/{name}"

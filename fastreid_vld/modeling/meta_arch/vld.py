@@ -8,7 +8,9 @@ import torch
 from fastreid.config import CfgNode, configurable
 from fastreid.modeling.backbones import build_backbone
 from fastreid.modeling.heads import build_heads
+from fastreid.modeling.losses.cross_entroy_loss import log_accuracy
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
+from fastreid.utils.events import _CURRENT_STORAGE_STACK
 from torch import nn
 
 from ..backbones.stp import is_stp_backbone
@@ -76,7 +78,9 @@ class VLD(nn.Module):
             raise KeyError("VLD training needs batched_inputs['targets'] (identity labels)")
         tracklets = per_tracklet_outputs(self.tracklet_features, frames, self.seq_len, self.micro_batch)
         tracklets, targets = global_batch(tracklets, batched_inputs["targets"].to(self.device))  # [B] each
-        return self.loss(self.heads.batch_outputs(tracklets), targets)
+        outputs = self.heads.batch_outputs(tracklets)
+        log_classifier_accuracy(outputs["logits"]["cls"], targets)
+        return self.loss(outputs, targets)
 
     def tracklet_features(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """Normalised frames [b*T, 3, H, W] -> the head's tracklet features by name, [b, D] each."""
@@ -85,3 +89,10 @@ class VLD(nn.Module):
     def preprocess_image(self, batched_inputs: dict) -> torch.Tensor:
         """images [B, T, 3, H, W] in 0..255 -> normalised frames [B*T, 3, H, W] (a new tensor)."""
         return normalised_frames(batched_inputs["images"], self.seq_len, self.pixel_mean, self.pixel_std, "VLD")
+
+
+def log_classifier_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> None:
+    """fast-reid's ``cls_accuracy`` (as its Baseline logs it): the top-1 accuracy of the CLS classifier's
+    logits [B, C] on the batch, in the trainer's event storage; nothing outside a training run."""
+    if _CURRENT_STORAGE_STACK:
+        log_accuracy(logits.detach(), targets)
