@@ -6,6 +6,7 @@ for each user error."""
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import subprocess
 import sys
@@ -205,6 +206,15 @@ class _InterruptAfterEpoch(HookBase):
 
 
 def train(tmp_path, out: str, *opts, resume: bool = False, interrupt_after: int | None = None) -> None:
+    trainer = resumed_trainer(tmp_path, out, *opts, resume=resume)
+    if interrupt_after is not None:
+        trainer.register_hooks([_InterruptAfterEpoch(interrupt_after)])
+    trainer.train()
+
+
+def resumed_trainer(tmp_path, out: str, *opts, resume: bool):
+    """The tiny VLD's VLDTrainer on tmp_path's HITSZ-VCM set, 3 epochs of 2 iterations, loaded as
+    ``tools/train_net.py [--resume]`` loads it."""
     from fastreid.utils.env import seed_all_rng
     from tiny_vld import tiny_cfg
 
@@ -217,9 +227,17 @@ def train(tmp_path, out: str, *opts, resume: bool = False, interrupt_after: int 
     seed_all_rng(0)  # as tools/train_net.py does with SEED 0
     trainer = VLDTrainer(cfg)
     trainer.resume_or_load(resume=resume)
-    if interrupt_after is not None:
-        trainer.register_hooks([_InterruptAfterEpoch(interrupt_after)])
-    trainer.train()
+    return trainer
+
+
+def written_scalars(metrics_file) -> dict[int, dict[str, float]]:
+    """metrics.json by iteration (a later line's value of a key wins), without the timings, which vary."""
+    written: dict[int, dict[str, float]] = {}
+    for line in metrics_file.read_text().splitlines():
+        scalars = json.loads(line)
+        written.setdefault(scalars.pop("iteration"), {}).update(
+            {key: value for key, value in scalars.items() if key not in ("time", "data_time", "eta_seconds")})
+    return written
 
 
 #: float16 AMP on the CPU: the gradient scaler's scale and growth count must resume with the run
@@ -244,6 +262,8 @@ def test_a_resumed_run_ends_with_the_weights_of_the_uninterrupted_run(tmp_path, 
             assert torch.equal(resumed["model"][key], value), (name, key)
     final = read_checkpoint(tmp_path / "whole" / "model_final.pth")
     assert not torch.equal(final["model"]["backbone.hub"], interrupted["model"]["backbone.hub"])  # it trained on
+    whole, resumed = (written_scalars(tmp_path / run / "metrics.json") for run in ("whole", "resumed"))
+    assert resumed == whole and sorted(whole) == [1, 3, 5]  # smoothed over the same values after the resume
     if opts:  # the scaler had left its initial state (scale 2**16, no growth counted) before the cut
         fresh = torch.amp.GradScaler("cpu").state_dict()
         cut = interrupted["grad_scaler"]
@@ -251,6 +271,20 @@ def test_a_resumed_run_ends_with_the_weights_of_the_uninterrupted_run(tmp_path, 
         assert read_checkpoint(tmp_path / "resumed" / "model_final.pth")["grad_scaler"] == final["grad_scaler"]
     else:
         assert "grad_scaler" not in final
+
+
+def test_resume_without_last_checkpoint_continues_from_the_newest_checkpoint_and_overwrites_none(tmp_path):
+    """fast-reid looks for last_checkpoint only: without it --resume said "No checkpoint found. Training
+    model from scratch" and overwrote model_0000.pth and the rest."""
+    from fastreid_vld.data.synthetic import SyntheticSize, write_vcm
+    write_vcm(tmp_path / "HITSZ-VCM", SyntheticSize(train_ids=6, test_ids=2, cameras=2, min_frames=6, max_frames=8))
+    with pytest.raises(_Interrupted):
+        train(tmp_path, "run", interrupt_after=0)
+    (tmp_path / "run" / "last_checkpoint").unlink()
+    kept = {path.name: path.read_bytes() for path in (tmp_path / "run").glob("*.pth")}
+    trainer = resumed_trainer(tmp_path, "run", resume=True)
+    assert trainer.start_epoch == 1 and sorted(kept) == ["model_0000.pth", "model_best.pth"]
+    assert {path.name: path.read_bytes() for path in (tmp_path / "run").glob("*.pth")} == kept
 
 
 def test_the_sampler_continues_its_stream_after_the_batches_done():

@@ -73,7 +73,7 @@ def main(args):
     if args.eval_only:
         return VLDTrainer.test(*eval_only_model(cfg, args.untrained))
     trainer = VLDTrainer(cfg)
-    if cfg.MODEL.WEIGHTS and not (args.resume and trainer.checkpointer.has_checkpoint()):
+    if cfg.MODEL.WEIGHTS and not (args.resume and trainer.resumable()):
         check_weights_match(trainer.model, cfg.MODEL.WEIGHTS)  # weights to start from must fit the model
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()

@@ -1,6 +1,7 @@
 """VLDTrainer's versions of three fast-reid hooks: the checkpointer (model_best.pth kept as the official
 VLD code keeps its best_model.pth), the writers (every evaluation reaches metrics.json and tensorboard)
-and the iteration timer (its summary says what it timed); and one of its own, the run's curves."""
+and the iteration timer (its summary says what it timed); and two of its own: the scalar histories a
+resumed run continues from, and the run's curves."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 
 from fastreid.engine import hooks
 from fastreid.utils.events import EventWriter, JSONWriter, TensorboardXWriter, get_event_storage
+from fastreid.utils.history_buffer import HistoryBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,38 @@ class RunRecordWriter(hooks.PeriodicWriter):
                 writer.write()
         if console:
             self._printed_iteration = get_event_storage().iter
+
+
+class ScalarHistories(hooks.HookBase):
+    """The recent history of every scalar, carried by the checkpoints (a checkpointable) and put back
+    into the event storage when a resumed run starts, so the smoothed values a resumed run writes
+    (metrics.json, tensorboard and the console: medians over the last 20 and 200 values) are the
+    uninterrupted run's; before, they restarted from one value after every resume."""
+
+    #: values kept per scalar: the longest window fast-reid's writers read (CommonMetricPrinter's median)
+    KEPT = 200
+
+    def __init__(self) -> None:
+        self._restored: dict = {}
+
+    def state_dict(self) -> dict:
+        storage = get_event_storage()
+        hints = storage.smoothing_hints()
+        return {name: {"data": [list(pair) for pair in history._data[-self.KEPT:]], "count": history._count,
+                       "global_avg": history._global_avg, "smoothing_hint": hints.get(name, True)}
+                for name, history in storage.histories().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restored = state
+
+    def before_train(self) -> None:
+        storage = get_event_storage()
+        for name, kept in self._restored.items():
+            history = HistoryBuffer()
+            history._data = [tuple(pair) for pair in kept["data"]]
+            history._count, history._global_avg = kept["count"], kept["global_avg"]
+            storage._history[name] = history
+            storage._smoothing_hints[name] = kept["smoothing_hint"]
 
 
 class CurvesWriter(hooks.HookBase):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from fastreid.config import CfgNode
@@ -22,7 +23,7 @@ from ..evaluation.vvi_evaluator import VVIEvaluator
 from ..modeling.global_batch import batch_norm_layers
 from ..solver import VLD_SCHEDULER, build_vld_lr_scheduler, build_vld_optimizer
 from .defaults import log_to_files_only
-from .hooks import BestCheckpointer, CurvesWriter, IterationTimer, RunRecordWriter
+from .hooks import BestCheckpointer, CurvesWriter, IterationTimer, RunRecordWriter, ScalarHistories
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class VLDTrainer(DefaultTrainer):
             if grad_scaler.is_enabled():  # float16: its scale and growth count resume with the run
                 self.checkpointer.checkpointables["grad_scaler"] = grad_scaler
         log_local_batch_norms(self.model)
+        self.checkpointer.checkpointables["scalar_histories"] = next(
+            hook for hook in self._hooks if isinstance(hook, ScalarHistories))
         loader = getattr(self._trainer.data_loader, "loader", None)  # a cross-modal CheckedLoader
         self._train_sampler = getattr(loader, "batch_sampler", None)
         if isinstance(self._train_sampler, CrossModalSampler):
@@ -82,7 +85,7 @@ class VLDTrainer(DefaultTrainer):
         """fast-reid's resume (weights, optimizer, scheduler, epoch from the newest readable
         checkpoint), plus the best metric so far for :class:`BestCheckpointer` and the training
         stream where the checkpoint left it."""
-        if not (resume and self.checkpointer.has_checkpoint()):
+        if not (resume and self.resumable()):
             self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
             return
         # as fast-reid's Checkpointer.resume_or_load, with the newest readable file looked up once
@@ -98,6 +101,13 @@ class VLDTrainer(DefaultTrainer):
             self._train_sampler.batches_done = self.start_epoch * self.iters_per_epoch
             self._trainer._data_loader_iter = iter(self._trainer.data_loader)
 
+    def resumable(self) -> bool:
+        """Whether ``--resume`` has a checkpoint to continue from: fast-reid's ``last_checkpoint`` or,
+        where that file was deleted, any ``.pth`` of OUTPUT_DIR (fast-reid then trained from scratch
+        and overwrote them; :meth:`resume_or_load` takes the newest readable one)."""
+        save_dir = Path(self.checkpointer.save_dir)
+        return self.checkpointer.has_checkpoint() or any(save_dir.glob("*.pth"))
+
     def train(self):
         """fast-reid's training loop; a resumed run whose last checkpoint is the final one has nothing left."""
         if self.start_epoch >= self.max_epoch:
@@ -109,9 +119,10 @@ class VLDTrainer(DefaultTrainer):
     def build_hooks(self) -> list[hooks.HookBase]:
         """fast-reid's hooks, with :class:`BestCheckpointer` for its checkpointer, :class:`RunRecordWriter`
         for its writers (every SOLVER.LOG_PERIOD iterations, fast-reid: 200; every evaluation in the files)
-        and :class:`IterationTimer` for its timer (a summary that counts what it timed); then, on the main
-        process, :class:`CurvesWriter` (OUTPUT_DIR/curves.png)."""
-        adapted = [self._adapted(hook) for hook in super().build_hooks()]
+        and :class:`IterationTimer` for its timer (a summary that counts what it timed); first
+        :class:`ScalarHistories` (what a resumed run's smoothed scalars continue from), and last, on the
+        main process, :class:`CurvesWriter` (OUTPUT_DIR/curves.png)."""
+        adapted = [ScalarHistories(), *(self._adapted(hook) for hook in super().build_hooks())]
         return adapted + [CurvesWriter(self.cfg.OUTPUT_DIR)] if comm.is_main_process() else adapted
 
     def _adapted(self, hook: hooks.HookBase) -> hooks.HookBase:
