@@ -26,11 +26,12 @@ from fastreid.data import build as fastreid_build
 from fastreid.data import samplers as fastreid_samplers
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.utils import comm
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from ..config import ConfigError, config_value
 from .datasets import VideoCrossModalDataset
+from .frame_check import FrameReadError, read_frame
 from .samplers import build_cross_modal_sampler
 from .tracklets import Tracklet, test_frame_indices, train_frame_indices
 from .transforms import TrainFrameAugmentation
@@ -67,10 +68,6 @@ def refuse_keys_not_honoured(cfg: CfgNode, keys: tuple[tuple[str, Any, str], ...
         value = config_value(cfg, key)
         if value != off:
             raise ConfigError(f"{key} {value!r}: {instead} (set {key} {off!r} for video data sets)")
-
-
-class FrameReadError(RuntimeError):
-    """A listed frame exists but cannot be decoded as an image."""
 
 
 def is_vvi_dataset(name: str) -> bool:
@@ -113,15 +110,13 @@ def test_frame_rule(cfg: CfgNode, dataset_name: str | None = None) -> str:
 
 
 def read_frames(paths: list[str], size: tuple[int, int]) -> torch.Tensor:
-    """[T, 3, H, W] float 0..255: each frame read as RGB (infrared replicated to 3 channels)
-    and resized bilinearly to ``size`` (H, W), as PIL / torchvision Resize do."""
+    """[T, 3, H, W] float 0..255: each frame read as 8-bit RGB by :func:`~.frame_check.read_frame` (its
+    policy per PIL mode: infrared grey replicated to 3 channels, 16-bit grey by its high byte,
+    transparency on black, 32-bit and float frames refused with a :class:`FrameReadError`) and resized
+    bilinearly to ``size`` (H, W), as PIL / torchvision Resize do."""
     frames = []
     for path in paths:
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
-        except (OSError, UnidentifiedImageError, ValueError) as error:
-            raise FrameReadError(f"{path}: expected a readable JPEG frame ({error})") from None
+        image = read_frame(path).resize((size[1], size[0]), Image.BILINEAR)
         frames.append(torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1))
     return torch.stack(frames)
 

@@ -5,11 +5,19 @@ order by name, numbers compared by value (``2.jpg`` before ``10.jpg``). Folders 
 any depth (camera or identity folders above the tracklets are fine); files of other types are not
 frames and are left alone. A folder with neither frames nor sub-folders is an error naming it: an
 empty tracklet is a mistake, not something to skip.
+
+Symbolic links are followed, to frames and to folders (a tree of links into the data elsewhere is
+a tree of tracklets; a folder linked under two names is read under each). A link that does not lead
+anywhere is an error naming it (a missing frame or tracklet, not something to skip), and so is a
+link back to a folder it is in (a loop, whose folders would be found again under it, for ever).
+Frames are decoded later, by :func:`~fastreid_vld.data.frame_check.read_frame`.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,24 +42,47 @@ def find_tracklet_folders(root: str | Path) -> list[TrackletFolder]:
     if not root.is_dir():
         raise TrackletFolderError(f"{root}: expected a folder of tracklet folders, found "
                                   f"{'a file' if root.exists() else 'nothing (missing)'}")
-    tracklets, empty = [], []
-    folders = [root, *(path for path in root.rglob("*") if path.is_dir())]
-    for folder in sorted(folders, key=lambda path: _natural_key(path.relative_to(root).as_posix())):
-        entries = list(folder.iterdir())
+    tracklets, empty, broken = [], [], []
+    folders = sorted(_folders(root), key=lambda found: _natural_key(found[0].relative_to(root).as_posix()))
+    for folder, entries in folders:
         frames = sorted((entry for entry in entries if entry.is_file() and entry.suffix.lower() in FRAME_SUFFIXES),
                         key=lambda frame: _natural_key(frame.name))
+        broken += [entry for entry in entries if entry.is_symlink() and not entry.exists()]
         if frames:
             tracklets.append(TrackletFolder(folder.relative_to(root).as_posix(), tuple(map(str, frames))))
         elif not any(entry.is_dir() for entry in entries):
             empty.append(folder)
+    if broken:
+        raise TrackletFolderError(f"{broken[0]}: expected a frame or a folder, found a symbolic link that "
+                                  f"leads nowhere (to {os.readlink(broken[0])}); {_counted(broken, 'links')}")
     if empty:
-        listed = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
         raise TrackletFolderError(f"{empty[0]}: expected a tracklet folder with frames ({', '.join(FRAME_SUFFIXES)}), "
-                                  f"found none; {len(empty)} such folders: {listed}")
+                                  f"found none; {_counted(empty, 'folders')}")
     if not tracklets:
         raise TrackletFolderError(f"{root}: expected tracklet folders with frames ({', '.join(FRAME_SUFFIXES)}), "
                                   "found none")
     return tracklets
+
+
+def _folders(root: Path) -> Iterator[tuple[Path, list[Path]]]:
+    """``root`` and every folder below it, with its entries, links to folders followed; a link back to
+    a folder it is in (itself included) is a :class:`TrackletFolderError` naming it."""
+    pending = [(root, (root.resolve(),))]  # (folder, the real paths of the folders down to it)
+    while pending:
+        folder, trail = pending.pop()
+        entries = sorted(folder.iterdir())
+        yield folder, entries
+        for entry in filter(Path.is_dir, entries):
+            real = entry.resolve()
+            if real in trail:
+                raise TrackletFolderError(f"{entry}: expected a folder, found a symbolic-link loop: it leads back to "
+                                          f"{real}, a folder it is in, whose folders would be found again under it")
+            pending.append((entry, (*trail, real)))
+
+
+def _counted(paths: list[Path], what: str) -> str:
+    """``N such <what>: `` and the first 10 of ``paths``."""
+    return f"{len(paths)} such {what}: " + ", ".join(map(str, paths[:10])) + (", ..." if len(paths) > 10 else "")
 
 
 def _natural_key(name: str) -> list:

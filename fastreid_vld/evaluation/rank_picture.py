@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..data.frame_check import read_frame
+
 __all__ = ["Tile", "draw_rank_lists", "gallery_caption"]
 
 GREEN, RED, GREY, WHITE, BLACK = (40, 180, 60), (220, 40, 40), (170, 170, 170), (255, 255, 255), (0, 0, 0)
@@ -46,8 +48,7 @@ def draw_rank_lists(rows: list[tuple[Tile, list[Tile]]], out: str | Path, tile: 
             if shown is not query:
                 colour = GREY if shown.right is None else GREEN if shown.right else RED
                 draw.rectangle([x, y, x + cell_w - 1, y + height + 2 * border - 1], fill=colour)
-            with Image.open(shown.frame) as frame:
-                canvas.paste(frame.convert("RGB").resize((width, height)), (x + border, y + border))
+            canvas.paste(read_frame(shown.frame).resize((width, height)), (x + border, y + border))
             for n, line in enumerate(shown.caption.split("\n")):
                 draw.text((x + border, y + height + 2 * border + n * LINE_HEIGHT),
                           _fitted(draw, line, font, cell_w - border), fill=BLACK, font=font)
