@@ -7,9 +7,12 @@ resumes from whatever ``last_checkpoint`` names, failing with a traceback when t
 truncated. compat.py routes its save, read and resume through the functions here:
 
 - :func:`write_atomically`: a temporary file in the same folder, flushed, fsynced, renamed over
-  the target (the previous file stays whole until the new one is complete);
+  the target (the previous file stays whole until the new one is complete), created with the mode a
+  plain ``open`` gives (the umask's: a lab's group reads the checkpoints), removed when the write fails;
+- :func:`remove_leftovers`: the temporary files (and export folders) of writes a killed process left
+  behind, removed by the next run (a checkpoint of ViT-B/16 VLD is hundreds of MB);
 - :func:`read_checkpoint`: ``torch.load(..., weights_only=True)`` always, and one clear error
-  naming the file when it cannot be read;
+  naming the file (and the config key it came from) when it cannot be read;
 - :func:`require_weights`, :func:`check_weights_match`: weights to start training from must exist
   and load at least one of the model's parameters; :func:`complete_weights`: weights for
   evaluation and inference must hold every entry of the model (``--eval-only`` never evaluates a
@@ -22,7 +25,10 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import re
+import secrets
+import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -31,19 +37,32 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CheckpointReadError", "check_same_model", "check_weights_match", "complete_weights",
-           "newest_readable_checkpoint", "read_checkpoint", "read_model_weights", "require_weights",
-           "write_atomically"]
+__all__ = ["CHECKPOINT_TARGETS", "CheckpointReadError", "check_same_model", "check_weights_match", "complete_weights",
+           "newest_readable_checkpoint", "read_checkpoint", "read_model_weights", "remove_leftovers",
+           "require_weights", "temporary_affixes", "unreadable_checkpoint", "write_atomically"]
+
+#: the files a fast-reid Checkpointer writes in its folder (``NAME.pth`` and ``last_checkpoint``), as a regex of names
+CHECKPOINT_TARGETS = r".+\.pth|last_checkpoint"
+#: about when this process started (this module is imported before anything is written): a temporary file last
+#: changed before it is no write in progress (of this process, or of one beside it) but a killed process's leftover
+_STARTED = time.time()
 
 
 class CheckpointReadError(RuntimeError):
     """A checkpoint file that cannot be read (truncated, not a checkpoint, or an unsafe pickle)."""
 
 
+def temporary_affixes(path: str | os.PathLike) -> tuple[str, str]:
+    """(prefix, suffix) of the name of a temporary file or folder written beside ``path`` before it becomes ``path``:
+    ``.NAME.`` and ``.tmp``, 8 random characters between them (what :func:`remove_leftovers` looks for)."""
+    return f".{Path(path).name}.", ".tmp"
+
+
 def write_atomically(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``; the temporary file is
+    removed when ``write`` or the rename fails (a full disk, say)."""
     path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    descriptor, temporary = _create_beside(path)
     try:
         with os.fdopen(descriptor, "wb") as file:
             write(file)
@@ -51,7 +70,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[IO[bytes]], None]
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     folder = os.open(path.parent, os.O_RDONLY)
     try:
@@ -60,19 +79,76 @@ def write_atomically(path: str | os.PathLike, write: Callable[[IO[bytes]], None]
         os.close(folder)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint dict read with ``weights_only=True`` (tensors, numbers, strings, containers only)."""
+def _create_beside(path: Path) -> tuple[int, Path]:
+    """A new empty file beside ``path`` (named by :func:`temporary_affixes`), open for writing, created as ``open``
+    creates files: mode 0o666 less the umask (and the folder's default ACL). ``tempfile.mkstemp`` would give
+    0o600, and the renamed checkpoint or features file would be readable by its owner only."""
+    prefix, suffix = temporary_affixes(path)
+    while True:
+        temporary = path.with_name(f"{prefix}{secrets.token_hex(4)}{suffix}")
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
+        except FileExistsError:  # a name taken already (1 in 4 billion): draw another
+            continue
+
+
+def remove_leftovers(folder: str | os.PathLike, targets: str) -> None:
+    """Remove from ``folder`` the temporary files and folders of writes to names matching the regex ``targets`` (named
+    as :func:`temporary_affixes` names them) that a killed process left there: those last changed before this process
+    started (a write in progress beside it is kept). One log line names them and the bytes freed; one that cannot be
+    removed is a warning."""
+    folder = Path(folder)
+    pattern = re.compile(rf"\.(?:{targets})\.[a-z0-9_]{{8}}\.tmp")
+    entries = sorted(folder.iterdir()) if folder.is_dir() else []
+    leftovers = [entry for entry in entries if pattern.fullmatch(entry.name) and entry.lstat().st_mtime < _STARTED]
+    freed = {entry.name: size for entry in leftovers if (size := _remove(entry)) is not None}
+    if freed:
+        logger.info("Removed %d leftover(s) of interrupted writes from %s: %s (%s bytes freed)", len(freed), folder,
+                    ", ".join(freed), f"{sum(freed.values()):,}")
+
+
+def _remove(entry: Path) -> int | None:
+    """Remove the file or folder ``entry``: the bytes it held, or None (with a warning) when it cannot be removed."""
+    try:
+        if entry.is_dir() and not entry.is_symlink():
+            size = sum(file.lstat().st_size for file in entry.rglob("*") if not file.is_dir())
+            shutil.rmtree(entry)
+        else:
+            size = entry.lstat().st_size
+            entry.unlink()
+    except OSError as error:
+        logger.warning("Could not remove %s, the leftover of an interrupted write: %s", entry, error)
+        return None
+    return size
+
+
+def read_checkpoint(path: str | os.PathLike, key: str = "") -> dict[str, Any]:
+    """A checkpoint dict read with ``weights_only=True`` (tensors, numbers, strings, containers only), whatever
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says; a :class:`CheckpointReadError` naming the file (after the config
+    ``key`` it came from, where given) when it cannot be read so."""
+    where = f"{key} {path}" if key else str(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
+        if key:
+            raise FileNotFoundError(f"{key}: weights file {path} not found") from None
         raise
     except Exception as error:  # truncated, not a torch file, or a pickle that would run code
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointReadError(f"{path}: not a readable checkpoint (expected a file written by torch.save, read "
-                                  f"with weights_only=True): {reason}") from error
+        raise unreadable_checkpoint(where, error) from error
     if not isinstance(checkpoint, dict):
-        raise CheckpointReadError(f"{path}: expected a checkpoint dict, found {type(checkpoint).__name__}")
+        raise CheckpointReadError(f"{where}: expected a checkpoint dict, found {type(checkpoint).__name__}")
     return checkpoint
+
+
+def unreadable_checkpoint(where: str, error: Exception) -> CheckpointReadError:
+    """The error for a file (described by ``where``) that ``torch.load(..., weights_only=True)`` failed on with
+    ``error``, in one line: where weights_only refused the pickle, what it refused (torch's message goes on to
+    suggest loading the file without weights_only, which would run whatever code the file holds)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()  # torch's terminal bold
+    refused = re.search(r"WeightsUnpickler error:\s*([^\n]+?)(?:\. |\.?$)", text, flags=re.MULTILINE)
+    reason = refused.group(1) if refused else (text.splitlines()[0] if text else type(error).__name__)
+    return CheckpointReadError(f"{where}: not a readable checkpoint (expected a file written by torch.save, read "
+                               f"with weights_only=True): {reason}")
 
 
 def newest_readable_checkpoint(save_dir: str | os.PathLike) -> str:

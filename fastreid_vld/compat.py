@@ -390,10 +390,25 @@ def make_checkpoints_safe(checkpoint_module: types.ModuleType) -> None:
     """fast-reid's ``Checkpointer`` writes checkpoints and ``last_checkpoint`` in place, reads them
     with torch's default ``weights_only`` and resumes from ``last_checkpoint`` even when that file
     is truncated. Write both atomically, read with ``weights_only=True`` explicitly (one error naming
-    the file otherwise), resume from the newest readable checkpoint (fastreid_vld/checkpoint.py)."""
-    from .checkpoint import newest_readable_checkpoint, read_checkpoint, write_atomically
+    the file otherwise), resume from the newest readable checkpoint, and remove the temporary files a
+    killed save left in the folder when a Checkpointer that saves is made on it (fastreid_vld/checkpoint.py)."""
+    from .checkpoint import (
+        CHECKPOINT_TARGETS,
+        newest_readable_checkpoint,
+        read_checkpoint,
+        remove_leftovers,
+        write_atomically,
+    )
 
     Checkpointer = checkpoint_module.Checkpointer
+    create = Checkpointer.__init__
+
+    @functools.wraps(create)
+    def __init__(self: Checkpointer, model: torch.nn.Module, save_dir: str = "", *, save_to_disk: bool = True,
+                 **checkpointables: Any) -> None:
+        create(self, model, save_dir, save_to_disk=save_to_disk, **checkpointables)
+        if save_dir and save_to_disk:
+            remove_leftovers(save_dir, CHECKPOINT_TARGETS)
 
     def save(self: Checkpointer, name: str, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:
@@ -412,10 +427,70 @@ def make_checkpoints_safe(checkpoint_module: types.ModuleType) -> None:
     def get_checkpoint_file(self: Checkpointer) -> str:
         return newest_readable_checkpoint(self.save_dir)
 
+    Checkpointer.__init__ = __init__
     Checkpointer.save = save
     Checkpointer.tag_last_checkpoint = tag_last_checkpoint
     Checkpointer.get_checkpoint_file = get_checkpoint_file
     Checkpointer._load_file = lambda self, path: read_checkpoint(path)
+
+
+#: fast-reid's backbone modules whose builders read pretrained weights with their module's ``torch.load``
+#: (MODEL.BACKBONE.PRETRAIN_PATH, or the ImageNet weights they download into $TORCH_HOME/checkpoints) or with
+#: torch.hub's ``load_state_dict_from_url`` (resnest, mobilenetv3).
+PRETRAIN_READING_MODULES = tuple(f"fastreid.modeling.backbones.{name}" for name in (
+    "resnet", "osnet", "resnest", "resnext", "repvgg", "mobilenet", "mobilenetv3", "shufflenet",
+    "vision_transformer", "regnet.regnet", "regnet.effnet"))
+
+
+def read_pretrained_weights_only(backbone_module: types.ModuleType) -> None:
+    """fast-reid's backbone builders read MODEL.BACKBONE.PRETRAIN_PATH (and the weights they download) with
+    ``torch.load(path)``, ``weights_only`` left to torch's default, which ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``
+    turns off: the weights file then runs whatever code its pickle holds. torch.hub's ``load_state_dict_from_url``
+    passes ``weights_only=False`` unless told otherwise. Give the module a ``torch`` whose ``load`` and
+    ``hub.load_state_dict_from_url`` read with ``weights_only=True`` explicitly, every other name torch's own, so a
+    bad or unsafe file is one error naming the config key and the file."""
+    backbone_module.torch = _WEIGHTS_ONLY_TORCH
+    if hasattr(backbone_module, "load_state_dict_from_url"):  # mobilenetv3 imported it by name
+        backbone_module.load_state_dict_from_url = _WEIGHTS_ONLY_TORCH.hub.load_state_dict_from_url
+
+
+def _read_pretrained(path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``torch.load`` as fast-reid's backbone builders call it (a path, ``map_location``: read onto the CPU),
+    weights only; errors name the config key that led to the file."""
+    from .checkpoint import read_checkpoint
+
+    downloads = Path(torch.hub._get_torch_home()) / "checkpoints"  # where fast-reid's builders keep their downloads
+    key = ("MODEL.BACKBONE.PRETRAIN (the ImageNet weights fast-reid downloaded)" if Path(path).parent == downloads
+           else "MODEL.BACKBONE.PRETRAIN_PATH")
+    return read_checkpoint(path, key)
+
+
+def _load_state_dict_from_url(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """torch.hub's ``load_state_dict_from_url`` with ``weights_only=True``; a file torch.hub keeps that cannot be read
+    so is one error naming the config key, the url and the folder (a failed download stays torch's error)."""
+    from .checkpoint import unreadable_checkpoint
+
+    try:
+        return torch.hub.load_state_dict_from_url(url, *args, **{**kwargs, "weights_only": True})
+    except OSError:
+        raise
+    except Exception as error:  # truncated, not a torch file, or a pickle that would run code
+        where = (f"MODEL.BACKBONE.PRETRAIN (the ImageNet weights torch.hub keeps for {url} in "
+                 f"{Path(torch.hub.get_dir()) / 'checkpoints'})")
+        raise unreadable_checkpoint(where, error) from error
+
+
+def _module_like(module: types.ModuleType, **replaced: Any) -> types.ModuleType:
+    """A module whose names are ``module``'s (looked up there at each use) but for ``replaced``."""
+    like = types.ModuleType(module.__name__, module.__doc__)
+    like.__getattr__ = functools.partial(getattr, module)
+    vars(like).update(replaced)
+    return like
+
+
+#: torch, with ``load`` and ``hub.load_state_dict_from_url`` reading weights only (:func:`read_pretrained_weights_only`)
+_WEIGHTS_ONLY_TORCH = _module_like(torch, load=_read_pretrained,
+                                   hub=_module_like(torch.hub, load_state_dict_from_url=_load_state_dict_from_url))
 
 
 def make_metric_printer_safe(events: types.ModuleType) -> None:
@@ -486,6 +561,7 @@ AFTER_IMPORT: dict[str, Callable[[types.ModuleType], None]] = {
     "fastreid.engine.launch": make_launch_device_generic,
     "fastreid.engine.defaults": adapt_engine_defaults,
     "fastreid.utils.checkpoint": make_checkpoints_safe,
+    **dict.fromkeys(PRETRAIN_READING_MODULES, read_pretrained_weights_only),
     "fastreid.utils.events": make_metric_printer_safe,
     "fastreid.evaluation.evaluator": make_flip_test_width_wise,
     "fastreid": report_installed_version,

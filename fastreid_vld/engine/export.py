@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,7 @@ import torch
 from open_clip.transformer import QuickGELU
 from torch import nn
 
+from ..checkpoint import remove_leftovers, temporary_affixes
 from ..modeling.attention import LeanQuickGELU
 
 __all__ = ["FORMATS", "ExportError", "TrackletFeatures", "check_export", "check_output", "export", "export_and_check",
@@ -224,10 +226,13 @@ def export_and_check(model: nn.Module, fmt: str, example: torch.Tensor, path: st
     each of ``check_batches`` sizes (:func:`check_export`), moved to ``path`` only when every
     difference is at most ``tolerance``. Returns the differences; an :class:`ExportError` when they
     are larger, when the file fails on a batch, or when the folder of ``path`` cannot be written
-    (``path`` is then left as it was)."""
+    (``path`` is then left as it was). The temporary folder is removed whatever happens, and those of
+    earlier exports to ``path`` that were killed (by the OOM killer, say) are removed first."""
     path = Path(path)
     folder = check_output(path, fmt)
-    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=folder) as staging:
+    remove_leftovers(folder, re.escape(path.name))
+    prefix, suffix = temporary_affixes(path)
+    with tempfile.TemporaryDirectory(prefix=prefix, suffix=suffix, dir=folder) as staging:
         staged = export(model, fmt, example, Path(staging) / path.name)
         seq_len, size = example.shape[1], tuple(example.shape[-2:])
         inputs = [random_tracklets(batch, seq_len, size, seed=batch) for batch in check_batches]

@@ -9,13 +9,14 @@ as YAML) and ``weights`` (its MODEL.WEIGHTS); for a data set's split also ``pids
 
 from __future__ import annotations
 
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import write_atomically
+from ..checkpoint import remove_leftovers, write_atomically
 
 __all__ = ["FeatureFileError", "FeatureSet", "read_features", "write_features"]
 
@@ -48,9 +49,11 @@ class FeatureSet:
 
 
 def write_features(path: str | Path, features: FeatureSet) -> Path:
-    """Write ``features`` to ``path`` (a complete file or none: written beside it, then renamed)."""
+    """Write ``features`` to ``path`` (a complete file or none: written beside it, then renamed; the temporary files
+    of earlier writes to ``path`` that were killed are removed first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path.parent, re.escape(path.name))
     entries = {"features": features.features.astype(np.float32, copy=False), "names": features.names.astype(str),
                "thumbnails": features.thumbnails.astype(str), "config": np.asarray(features.config),
                "weights": np.asarray(features.weights)}
