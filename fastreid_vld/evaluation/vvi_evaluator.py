@@ -210,14 +210,13 @@ class VVIEvaluator(DatasetEvaluator):
         if os.path.isfile(path):  # other data sets of the same run keep their entries
             with open(path) as file:
                 everything = json.load(file)
+        measures = {name: {**{f"Rank-{k}": 100 * s.rank(k) for k in REPORTED_RANKS if k <= self._max_rank},
+                           "mAP": 100 * s.mAP, "mINP": 100 * s.mINP}
+                    for name, s in scores.items()}  # in percent
         directions = {name: {"queries": s.num_query, "queries_counted": s.num_counted, "gallery": s.num_gallery,
-                             **{f"Rank-{k}": 100 * s.rank(k) for k in REPORTED_RANKS if k <= self._max_rank},
-                             "mAP": 100 * s.mAP, "mINP": 100 * s.mINP}
-                      for name, s in scores.items()}
+                             **measures[name]} for name, s in scores.items()}
         iteration, epoch = training_position()
-        evaluation = {"iteration": iteration, "epoch": epoch, "metric": metric,
-                      "directions": {name: {key: value for key, value in scored.items() if "Rank-" in key or
-                                            key in ("mAP", "mINP")} for name, scored in directions.items()}}
+        evaluation = {"iteration": iteration, "epoch": epoch, "metric": metric, "directions": measures}
         everything[self._dataset_name] = {
             "protocol": self._dataset.protocol,
             "settings": self._settings.describe(),
