@@ -138,7 +138,8 @@ def test_without_torch_distributed_the_gathers_are_the_identity():
 
 @pytest.mark.parametrize("opts, message", [
     (("SOLVER.IMS_PER_BATCH", 14), "SOLVER.IMS_PER_BATCH 14: expected 2 modalities x DATALOADER.NUM_INSTANCE (2)"),
-    (("SOLVER.IMS_PER_BATCH", 12), "SOLVER.IMS_PER_BATCH 12 cannot be split evenly over 8 processes"),
+    (("SOLVER.IMS_PER_BATCH", 12),
+     "SOLVER.IMS_PER_BATCH 12: expected a multiple of 8: it is the global batch, split evenly over 8 processes"),
     (("TEST.IMS_PER_BATCH", 4), "TEST.IMS_PER_BATCH 4: expected at least one tracklet for each of the 8 processes"),
 ])
 def test_a_batch_that_cannot_be_split_is_one_error_naming_both_numbers(monkeypatch, opts, message):

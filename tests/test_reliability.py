@@ -312,7 +312,8 @@ def test_an_unknown_data_set_name_is_refused_before_training(tmp_path, key):
     process = run_python("tools/train_net.py", "--config-file", "configs/VLD/tiny.yml", key, "('VCMM',)",
                          "OUTPUT_DIR", str(tmp_path / "out"), timeout=120)
     assert process.returncode != 0
-    assert f"error: {key}: nothing named 'VCMM'; registered: " in process.stderr, process.stderr[-2000:]
+    assert f"error: {key} ('VCMM',): expected registered data sets; nothing is named 'VCMM' (registered: " \
+        in process.stderr, process.stderr[-2000:]
     assert "Traceback" not in process.stderr
 
 
@@ -329,13 +330,14 @@ def small_vcm(tmp_path_factory):
 USER_ERRORS = {  # case: (overrides, the one line expected)
     "unknown key": (["SOLVER.BASE_LRR", "0.1"], "error: the KEY VALUE overrides: Non-existent key: SOLVER.BASE_LRR"),
     "misspelled meta-architecture": (["MODEL.META_ARCHITECTURE", "VDL"],
-                                     "error: MODEL.META_ARCHITECTURE: nothing named 'VDL'; registered: "),
+                                     "error: MODEL.META_ARCHITECTURE 'VDL': expected a registered meta-architecture: "),
     "misspelled backbone": (["MODEL.BACKBONE.NAME", "build_stp"],
-                            "error: MODEL.BACKBONE.NAME: nothing named 'build_stp'"),
-    "misspelled head": (["MODEL.HEADS.NAME", "IMLP"], "error: MODEL.HEADS.NAME: nothing named 'IMLP'"),
+                            "error: MODEL.BACKBONE.NAME 'build_stp': expected a registered backbone: "),
+    "misspelled head": (["MODEL.HEADS.NAME", "IMLP"], "error: MODEL.HEADS.NAME 'IMLP': expected a registered head: "),
     "SEQ_LEN 0": (["INPUT.SEQ_LEN", "0"], "error: INPUT.SEQ_LEN 0: expected at least 1"),
     "NUM_INSTANCE 0": (["DATALOADER.NUM_INSTANCE", "0"], "error: DATALOADER.NUM_INSTANCE 0: expected at least 1"),
     "MAX_EPOCH 0": (["SOLVER.MAX_EPOCH", "0"], "error: SOLVER.MAX_EPOCH 0: expected at least 1"),
+    "EVAL_PERIOD 0": (["TEST.EVAL_PERIOD", "0"], "error: TEST.EVAL_PERIOD 0: expected at least 1"),  # not at the end
     "odd overrides": (["SOLVER.BASE_LR"], "error: the overrides after the flags must be KEY VALUE pairs"),
     "OUTPUT_DIR under a file": (["OUTPUT_DIR", "{root}/notes.txt/out"],
                                 "error: OUTPUT_DIR {root}/notes.txt/out: expected"),

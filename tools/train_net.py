@@ -36,6 +36,7 @@ from fastreid_vld.engine.defaults import (  # noqa: E402
 )
 from fastreid_vld.engine.launch import LaunchError, launch  # noqa: E402
 from fastreid_vld.engine.predictor import load_eval_model  # noqa: E402
+from fastreid_vld.engine.trainer import check_config_and_data  # noqa: E402
 from fastreid_vld.modeling.backbones.width import resolve_backbone_width  # noqa: E402
 
 
@@ -71,7 +72,9 @@ def check_output_dir(output_dir: str) -> None:
 def main(args):
     cfg = setup(args)
     if args.eval_only:
-        return VLDTrainer.test(*eval_only_model(cfg, args.untrained))
+        cfg, model = eval_only_model(cfg, args.untrained)  # the weights first: the cheaper check
+        check_config_and_data(cfg, test_only=True)
+        return VLDTrainer.test(cfg, model)
     trainer = VLDTrainer(cfg)
     if cfg.MODEL.WEIGHTS and not (args.resume and trainer.resumable()):
         check_weights_match(trainer.model, cfg.MODEL.WEIGHTS)  # weights to start from must fit the model

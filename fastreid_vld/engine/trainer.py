@@ -13,7 +13,7 @@ from fastreid.modeling import build_model
 from fastreid.utils import comm
 
 from ..checkpoint import check_same_model
-from ..config import check_config
+from ..config import check_config, check_config_against_data
 from ..data import build_vvi_test_loader, build_vvi_train_loader, is_vvi_dataset
 from ..data.build import load_vvi_dataset
 from ..data.image_sets import image_sets_under
@@ -56,7 +56,7 @@ class VLDTrainer(DefaultTrainer):
 
     def __init__(self, cfg: CfgNode) -> None:
         self._fixed_iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH
-        check_test_sets(cfg)
+        check_config_and_data(cfg)
         super().__init__(cfg)
         if cfg.SOLVER.AMP.ENABLED:
             self._trainer.amp_dtype = getattr(torch, cfg.SOLVER.AMP.DTYPE)
@@ -213,10 +213,14 @@ def log_local_batch_norms(model: torch.nn.Module) -> None:
                     batch_norms[0], world_size)
 
 
-def check_test_sets(cfg: CfgNode) -> None:
-    """Before training: the config's names and counts (``check_config``), and the video test sets
-    loaded (every frame decoded), so a bad test set fails now, not at the first evaluation."""
+def check_config_and_data(cfg: CfgNode, test_only: bool = False) -> None:
+    """Before anything is built: the config's rules (``check_config``), then the video data sets loaded
+    (every frame decoded; test sets that are not trained on, and every set with ``test_only``
+    (evaluation), by their test split alone) and the rules only they can check
+    (``check_config_against_data``: identities for a batch, results to select by, neighbours for
+    re-ranking), so a bad test set or value fails now, not at the first evaluation."""
     check_config(cfg)
-    for name in cfg.DATASETS.TESTS:
-        if is_vvi_dataset(name):
-            load_vvi_dataset(cfg, name)
+    training = () if test_only else cfg.DATASETS.NAMES
+    names = [name for name in dict.fromkeys([*training, *cfg.DATASETS.TESTS]) if is_vvi_dataset(name)]
+    check_config_against_data(cfg, {name: load_vvi_dataset(cfg, name, test_only=name not in training)
+                                    for name in names})
