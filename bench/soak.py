@@ -1,5 +1,6 @@
 """Soak: a long tiny run with its memory sampled, and a run killed (SIGKILL) at random moments and
-resumed each time, which must end with the uninterrupted run's weights. Not a CI test.
+resumed each time, which must end with the uninterrupted run's weights and write its metrics.json
+(every scalar at every iteration, timings aside) and eval_results.json. Not a CI test.
 
 Both on the tiny random CLIP (configs/VLD/tiny.yml) and a synthetic HITSZ-VCM-layout set,
 through tools/train_net.py as a user runs it. Prints two tables.
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=2000, help="length of the memory soak")
     parser.add_argument("--kills", type=int, default=20, help="kills of the kill/resume run")
     parser.add_argument("--seed", type=int, default=0, help="of the kill moments")
+    parser.add_argument("--no-memory", action="store_true", help="the kill/resume part alone")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from tabulate import tabulate
@@ -37,11 +39,12 @@ def main() -> None:
         root = Path(scratch)
         write_vcm(root / "HITSZ-VCM", SyntheticSize(train_ids=8, test_ids=4, cameras=2, min_frames=6, max_frames=10),
                   progress=False)
-        samples = memory_soak(root, args.iterations)
-        print(f"memory soak, {args.iterations} iterations of configs/VLD/tiny.yml (RSS of the training process):")
-        print(tabulate([[iteration, f"{rss / 1e6:.0f}"] for iteration, rss in samples],
-                       headers=["iteration", "RSS MB"]))
-        print()
+        if not args.no_memory:
+            samples = memory_soak(root, args.iterations)
+            print(f"memory soak, {args.iterations} iterations of configs/VLD/tiny.yml (RSS of the training process):")
+            print(tabulate([[iteration, f"{rss / 1e6:.0f}"] for iteration, rss in samples],
+                           headers=["iteration", "RSS MB"]))
+            print()
         summary = kill_and_resume(root, args.kills, random.Random(args.seed))
         print(tabulate([[key, value] for key, value in summary.items()], headers=["kill/resume", ""]))
 
@@ -123,11 +126,34 @@ def kill_and_resume(root: Path, kills: int, rng: random.Random) -> dict[str, obj
         b = torch.load(root / "killed" / name, weights_only=True)["model"]
         differences.append(max((a[key].float() - b[key].float()).abs().max().item() for key in a))
     skipped = sum(line.count("Skipping") for line in (root / "killed" / "log.txt").read_text().splitlines())
+    whole, killed_run = (written_scalars(root / run / "metrics.json") for run in ("whole", "killed"))
+    values = sum(len(points) for points in whole.values())
+    differing = sum(point not in killed_run.get(key, ()) for key, points in whole.items() for point in points)
+    extra = sum(point not in whole.get(key, ()) for key, points in killed_run.items() for point in points)
+    evaluations = [json.loads((root / run / "eval_results.json").read_text())["VCM"]["history"]
+                   for run in ("whole", "killed")]
     return {"uninterrupted run, seconds": f"{whole_seconds:.1f}", "kills (SIGKILL)": killed,
             "starts (1 + resumes)": starts, "unreadable checkpoints skipped": skipped,
             "model_final.pth: largest weight difference": differences[0],
-            "model_best.pth: largest weight difference": differences[1]}
+            "model_best.pth: largest weight difference": differences[1],
+            "metrics.json: (iteration, value) pairs of the uninterrupted run": values,
+            "metrics.json: of those missing or different in the killed run": differing,
+            "metrics.json: pairs of the killed run not in the uninterrupted one": extra,
+            "eval_results.json history: evaluations equal": f"{evaluations[0] == evaluations[1]} "
+                                                            f"({len(evaluations[0])} and {len(evaluations[1])})",
+            "leftover temporary files": len(list((root / "killed").glob(".*.tmp")))}
 
+
+#: metrics.json keys that measure time, which differs between any two runs
+TIMINGS = ("time", "data_time", "eta_seconds")
+
+
+def written_scalars(metrics: Path) -> dict[str, list[tuple[int, float]]]:
+    """metrics.json as a resumed run is read (fastreid_vld.engine.curves.read_metrics: a segment that
+    goes back in iterations replaces what it repeats), without the timings."""
+    from fastreid_vld.engine.curves import read_metrics
+
+    return {key: points for key, points in read_metrics(metrics).items() if key not in TIMINGS}
 
 if __name__ == "__main__":
     main()
