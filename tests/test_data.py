@@ -273,7 +273,7 @@ def test_corrupt_jpeg_is_one_clear_error_from_the_main_process(tmp_path):
     data_build._LOADED.clear()
     loader, _ = data_build.build_vvi_test_loader(cfg, "VCM")  # every frame decoded at load
     corrupt.write_bytes(b"not a jpeg")  # broken after the check: the loader still names it
-    with pytest.raises(data_build.FrameReadError, match=f"{corrupt}: expected a readable JPEG frame") as error:
+    with pytest.raises(data_build.FrameReadError, match=f"{corrupt}: expected a decodable image") as error:
         list(loader)
     assert "worker" not in str(error.value)
 
@@ -335,4 +335,4 @@ def test_identity_with_one_modality_is_reported(tmp_path, caplog):
                              or not line.endswith(" 2 1")))
     with caplog.at_level(logging.WARNING):
         VCM(root=str(tmp_path))
-    assert "1 training identities have tracklets of one modality only" in caplog.text
+    assert "1 of the 2 training identities has tracklets of one modality only" in caplog.text

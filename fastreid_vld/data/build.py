@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from ..config import ConfigError, config_value
 from .datasets import VideoCrossModalDataset
-from .frame_check import FrameReadError, read_frame
+from .frame_check import FrameReadError, changed_after_check, more_frames, read_frame
 from .samplers import build_cross_modal_sampler
 from .tracklets import Tracklet, test_frame_indices, train_frame_indices
 from .transforms import TrainFrameAugmentation
@@ -129,6 +129,12 @@ def read_test_frames(frames: Sequence[str], seq_len: int, rule: str,
     return indices, read_frames([frames[i] for i in indices], size)
 
 
+def _failed(message: str, error: FrameReadError) -> dict:
+    """The item of a tracklet whose frame did not read: the message (``error``) and the frame, which
+    travel from a worker as data (:func:`collate_tracklets`) and :class:`CheckedLoader` raises."""
+    return {"error": message, "frame": error.path}
+
+
 def _item(tracklet: Tracklet, target: int, indices: list[int], frames: torch.Tensor) -> dict:
     return {"images": frames, "targets": target, "camids": tracklet.camid, "modalities": tracklet.modality,
             "img_paths": tuple(tracklet.frames[i] for i in indices)}
@@ -155,7 +161,7 @@ class VideoTrainSet(Dataset):
         try:
             frames = read_frames([tracklet.frames[i] for i in indices], self.size)
         except FrameReadError as error:
-            return {"error": str(error)}
+            return _failed(changed_after_check(error, tracklet), error)
         frames = self.augmentation(frames, tracklet.modality, np.random.default_rng((seed, tracklet.modality)))
         return _item(tracklet, self.labels[index], indices, frames)
 
@@ -176,8 +182,12 @@ class FrameListSet(Dataset):
         try:
             indices, images = read_test_frames(frames, self.seq_len, self.frame_rule, self.size)
         except FrameReadError as error:
-            return {"error": str(error)}
+            return _failed(self._message(index, error), error)
         return {"images": images, "img_paths": tuple(frames[i] for i in indices)}
+
+    def _message(self, index: int, error: FrameReadError) -> str:
+        """What the user reads about frame list ``index``, one of whose frames did not read."""
+        return str(error)
 
 
 class VideoTestSet(FrameListSet):
@@ -194,11 +204,15 @@ class VideoTestSet(FrameListSet):
         tracklet = self.tracklets[index]
         return {**item, "targets": int(tracklet.pid), "camids": tracklet.camid, "modalities": tracklet.modality}
 
+    def _message(self, index: int, error: FrameReadError) -> str:
+        """A test tracklet's frame was read when the data set loaded: it changed since."""
+        return changed_after_check(error, self.tracklets[index])
+
 
 def collate_tracklets(items: list[dict]) -> dict:
-    """Stacks tracklet items; a frame that failed to decode in a worker travels as an error
-    and is raised by :class:`CheckedLoader` in the main process."""
-    errors = [item["error"] for item in items if "error" in item]
+    """Stacks tracklet items; frames that failed to decode in a worker travel as ``errors``, (message,
+    frame) pairs, and are raised by :class:`CheckedLoader` in the main process."""
+    errors = [(item["error"], item["frame"]) for item in items if "error" in item]
     if errors:
         return {"errors": errors}
     return {"images": torch.stack([item["images"] for item in items]),  # [B, T, 3, H, W]
@@ -208,8 +222,8 @@ def collate_tracklets(items: list[dict]) -> dict:
 
 
 class CheckedLoader:
-    """Iterates a loader and raises unreadable frames as one clear error in the main process,
-    instead of a traceback from inside a worker."""
+    """Iterates a loader and raises unreadable frames as one clear error in the main process, the
+    first in full and the others of its batch counted, instead of a traceback from inside a worker."""
 
     def __init__(self, loader: torch.utils.data.DataLoader) -> None:
         self.loader = loader
@@ -221,7 +235,8 @@ class CheckedLoader:
     def __iter__(self) -> Iterator[dict]:
         for batch in self.loader:
             if "errors" in batch:
-                raise FrameReadError("; ".join(batch["errors"]))
+                (message, _), others = batch["errors"][0], batch["errors"][1:]
+                raise FrameReadError(message + more_frames([frame for _, frame in others], "in the same batch"))
             yield batch
 
 

@@ -21,12 +21,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..checkpoint import write_atomically
+from .text import shown
 from .tracklets import MODALITY_NAMES, Tracklet
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EIGHT_BIT_MODES", "FrameReadError", "SIXTEEN_BIT_MODES", "cache_folder", "decode_every_frame",
-           "read_frame"]
+__all__ = ["EIGHT_BIT_MODES", "FrameReadError", "SIXTEEN_BIT_MODES", "cache_folder", "changed_after_check",
+           "decode_every_frame", "more_frames", "read_frame"]
 
 #: PIL modes of 8 bits a channel, converted to RGB by Pillow's own conversions (a palette looked up,
 #: CMYK / YCbCr / LAB / HSV to RGB, grey replicated to the three channels)
@@ -39,12 +40,12 @@ NO_FIXED_RANGE = {"I": "32-bit (or signed 16-bit) integers", "F": "32-bit floati
 
 
 class FrameReadError(RuntimeError):
-    """A listed frame exists but cannot be read as :func:`read_frame` reads frames; ``reason`` (where
-    the error is about one frame) says why, without the frame's path."""
+    """A listed frame exists but cannot be read as :func:`read_frame` reads frames; ``path`` and
+    ``reason`` (where the error is about one frame): the frame, and why, without the frame's path."""
 
-    def __init__(self, message: str, reason: str = "") -> None:
+    def __init__(self, message: str, reason: str = "", path: str = "") -> None:
         super().__init__(message)
-        self.reason = reason
+        self.reason, self.path = reason, path
 
 
 def read_frame(path: str) -> Image.Image:
@@ -73,8 +74,23 @@ def read_frame(path: str) -> Image.Image:
             if not reason:
                 return _on_black(_eight_bit(image))
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        reason = str(error)
-    raise FrameReadError(f"{path}: expected a readable JPEG frame ({reason})", reason)
+        reason = _without_path(error, path)
+    raise FrameReadError(f"{shown(path)}: expected a readable JPEG frame ({reason})", reason, path)
+
+
+def _without_path(error: Exception, path: str) -> str:
+    """Why reading ``path`` failed, without the path (the message names it once): ``No such file or
+    directory``, ``cannot identify image file``."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error).replace(f" {path!r}", "")
+
+
+def changed_after_check(error: FrameReadError, tracklet: Tracklet) -> str:
+    """The message for a frame of a data set's ``tracklet`` that :func:`read_frame` refuses (``error``)
+    after :func:`decode_every_frame` read it when the data set loaded: the file changed since."""
+    return (f"{shown(error.path)}: expected a decodable image: {_described(tracklet)}, found {error.reason!r} "
+            "(it changed after the data set was checked when it loaded)")
 
 
 def _sixteen_bit(image: Image.Image) -> bool:
@@ -143,6 +159,9 @@ def decode_every_frame(tracklets: list[Tracklet], folder: Path, error: type[Exce
         except OSError:
             missing.append((frame, "no such file"))
             continue
+        except ValueError as reason:  # a path no file can have: a NUL byte, a lone surrogate
+            missing.append((frame, f"no such file ({reason})"))
+            continue
         if verified.get(frame) != [stat.st_size, stat.st_mtime_ns]:
             pending.append((frame, [stat.st_size, stat.st_mtime_ns]))
     if missing:
@@ -166,10 +185,17 @@ def _failures(error: type[Exception], failures: list[tuple[str, str]], expected:
     """One error for every (frame, reason) of ``failures``: the first in full, the others counted
     and the first :data:`NAMED` of them listed."""
     (frame, reason), others = failures[0], failures[1:]
-    if others:
-        listed = ", ".join(other for other, _ in others[:NAMED])
-        reason += f"; {len(others)} more frames fail the same way ({listed}{', ...' if len(others) > NAMED else ''})"
-    return error(frame, expected, found=reason)
+    return error(frame, expected, found=reason + more_frames([other for other, _ in others], "the same way"))
+
+
+def more_frames(frames: list[str], how: str) -> str:
+    """``; N more frames fail <how> (the first NAMED of them)`` (``1 more frame fails``), or "" where
+    ``frames`` is empty."""
+    if not frames:
+        return ""
+    listed = ", ".join(map(shown, frames[:NAMED])) + (", ..." if len(frames) > NAMED else "")
+    counted = "1 more frame fails" if len(frames) == 1 else f"{len(frames)} more frames fail"
+    return f"; {counted} {how} ({listed})"
 
 
 def _described(tracklet: Tracklet) -> str:

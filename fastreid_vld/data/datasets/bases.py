@@ -11,6 +11,7 @@ import numpy as np
 from tabulate import tabulate
 
 from ..frame_check import decode_every_frame
+from ..text import non_utf8, shown
 from ..tracklets import INFRARED, MODALITY_NAMES, VISIBLE, Tracklet
 
 logger = logging.getLogger(__name__)
@@ -28,14 +29,18 @@ def canonical_direction(name: str) -> str:
 
 
 class DatasetFormatError(ValueError):
-    """A data-set file is missing or does not say what the layout requires."""
+    """A data-set file is missing or does not say what the layout requires: ``PATH[:LINE]: expected
+    EXPECTED, found ...``, with ``found`` (what the file says, quoted as read) or ``instead`` (what
+    was found, in words: ``a folder``); the path as :func:`~fastreid_vld.data.text.shown` shows it."""
 
     def __init__(self, path: os.PathLike | str, expected: str, line: int | None = None,
-                 found: str | None = None) -> None:
-        where = f"{path}:{line}" if line is not None else str(path)
+                 found: str | None = None, instead: str | None = None) -> None:
+        where = shown(path) + (f":{line}" if line is not None else "")
         message = f"{where}: expected {expected}"
         if found is not None:
             message += f", found {found!r}"
+        elif instead is not None:
+            message += f", found {instead}"
         super().__init__(message)
 
 
@@ -82,8 +87,8 @@ class VideoCrossModalDataset:
         self.auxiliary = auxiliary
         self.left_out = left_out
         self._check_not_empty()
+        self._check_cross_modal_identities()
         decode_every_frame(train + test + (auxiliary or []), self.root, DatasetFormatError)
-        self._warn_single_modality_identities()
 
     def _check_not_empty(self) -> None:
         """A training set, and every direction's query and gallery, with at least one tracklet."""
@@ -118,15 +123,44 @@ class VideoCrossModalDataset:
             raise DatasetFormatError(path, what, found="nothing (missing)")
         return path
 
-    def _warn_single_modality_identities(self) -> None:
+    @classmethod
+    def _read_text(cls, path: Path, what: str) -> str:
+        """The text of the index file ``path`` (``what`` describes it): one DatasetFormatError naming it
+        where it is missing, a folder, unreadable or not UTF-8 (a byte-order mark is allowed)."""
+        cls._require(path, what)
+        if path.is_dir():
+            raise DatasetFormatError(path, what, instead="a folder")
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise DatasetFormatError(path, what, instead=f"a file this process cannot read ({error.strerror})") from None
+        if (undecodable := non_utf8(data)) is not None:
+            offset, described = undecodable
+            raise DatasetFormatError(path, f"UTF-8 text ({what})", line=data.count(b"\n", 0, offset) + 1,
+                                     instead=described)
+        return data.decode("utf-8").removeprefix("\ufeff")
+
+    def _check_cross_modal_identities(self) -> None:
+        """The training identities the cross-modal samplers can draw: those with tracklets in both
+        modalities (every batch takes each of its identities in both). Identities with one modality
+        only are a warning, once, naming how many and the first of them; none in both is an error."""
         modalities: dict[object, set[int]] = {}
-        for tracklet in self.train:
+        for tracklet in self.train + (self.auxiliary or []):
             modalities.setdefault(tracklet.pid, set()).add(tracklet.modality)
-        single = sorted(str(pid) for pid, seen in modalities.items() if len(seen) < 2)
-        if single:
-            logger.warning("%s: %d training identities have tracklets of one modality only and cannot "
-                           "form cross-modal batches: %s", type(self).__name__, len(single),
-                           ", ".join(single[:20]) + (" ..." if len(single) > 20 else ""))
+        single = {name: sorted(pid for pid, seen in modalities.items() if seen == {modality})
+                  for modality, name in MODALITY_NAMES.items()}
+        count = sum(map(len, single.values()))
+        if not count:
+            return
+        listed = "; ".join(f"{name} only: {_first(pids)}" for name, pids in single.items() if pids)
+        if count == len(modalities):
+            raise DatasetFormatError(self.root, "training identities with tracklets in both modalities (every "
+                                     "cross-modal batch takes each of its identities in both)",
+                                     instead=f"none of its {count} ({listed})")
+        logger.warning("%s: %d of the %d training identities %s tracklets of one modality only and %s never drawn "
+                       "(every cross-modal batch takes each of its identities in both modalities): %s",
+                       type(self).__name__, count, len(modalities), "has" if count == 1 else "have",
+                       "is" if count == 1 else "are", listed)
 
     # ------------------------------------------------------------------ summaries
 
@@ -176,3 +210,12 @@ class VideoCrossModalDataset:
         left_out = ", ".join(f"{reason}: {count}" for reason, count in self.left_out.items()) or "none"
         subsets = "".join(f"\ntest subset {label}: {meaning}" for label, meaning in self.test_subsets.items())
         return f"=> Loaded {type(self).__name__}:\n{table}\nleft out: {left_out}{subsets}"
+
+
+#: identities named in a message about several (all of them are counted)
+NAMED_IDS = 10
+
+
+def _first(pids: list) -> str:
+    """The first :data:`NAMED_IDS` of ``pids``, comma-separated, ``...`` where there are more."""
+    return ", ".join(map(str, pids[:NAMED_IDS])) + (", ..." if len(pids) > NAMED_IDS else "")

@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 
 CAMERAS = ("LS3", "G25", "CQ1", "W4", "TSG1", "TSG2")
 MODALITIES = {"RGB": VISIBLE, "IR": INFRARED}
+#: data_paths.json's nesting, and what each level of it maps, outermost first
+LAYOUT = "[pid][RGB|IR][camera][tracklet_id] -> frame paths relative to DATA/"
+LEVELS = ("identities", "modalities (RGB, IR)", "cameras", "tracklet ids")
+#: JSON values in words, by the Python type json.loads gives them
+JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+              float: "a number", type(None): "null"}
 
 
 @DATASET_REGISTRY.register()
@@ -45,9 +51,9 @@ class BUPTCampus(VideoCrossModalDataset):
     def __init__(self, root: str = "datasets", use_auxiliary: bool = False,
                  drop_rgb_remainder: int = 64, test_only: bool = False, **kwargs) -> None:
         self.root = self._folder(root, "the BUPTCampus folder (DATA/, data_paths.json, train.txt, ...)")
-        paths_file = self._require(self.root / "data_paths.json", "BUPTCampus' data_paths.json")
+        paths_file = self.root / "data_paths.json"
         try:
-            self.data_paths = json.loads(paths_file.read_text())
+            self.data_paths = json.loads(self._read_text(paths_file, "BUPTCampus' data_paths.json"))
         except json.JSONDecodeError as error:
             raise DatasetFormatError(paths_file, "valid JSON", line=error.lineno, found=error.msg) from None
         self.frame_root = self._require(self.root / "DATA", "BUPTCampus' frame folder DATA/")
@@ -75,8 +81,7 @@ class BUPTCampus(VideoCrossModalDataset):
         self._finish(train, test, directions, Counter(), auxiliary)
 
     def _rows(self, path: Path, modalities: tuple[str, ...]):
-        self._require(path, "a BUPTCampus index file")
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
+        for number, line in enumerate(self._read_text(path, "a BUPTCampus index file").splitlines(), start=1):
             fields = line.split()
             if not fields:
                 continue
@@ -87,16 +92,32 @@ class BUPTCampus(VideoCrossModalDataset):
 
     def _frames(self, index_file: Path, line: int, pid: str, modality: str, camera: str,
                 tracklet_id: str) -> tuple[str, ...]:
-        try:
-            relative = self.data_paths[pid][modality][camera][tracklet_id]
-        except (KeyError, TypeError):
-            raise DatasetFormatError(self.root / "data_paths.json",
-                                     f"an entry [{pid}][{modality}][{camera}][{tracklet_id}] (listed at "
-                                     f"{index_file.name}:{line})", found="no such entry") from None
-        if not relative:
-            raise DatasetFormatError(self.root / "data_paths.json", f"frames for [{pid}][{modality}]"
-                                     f"[{camera}][{tracklet_id}]", found="an empty list")
-        return tuple(str(self.frame_root / p) for p in relative)
+        """The frame paths data_paths.json lists for a row (line ``line`` of ``index_file``): one
+        DatasetFormatError naming the entry where it is missing or not a non-empty list of strings."""
+        keys = (pid, modality, camera, tracklet_id)
+        listed = f"listed at {index_file.name}:{line}"
+        entry = self.data_paths
+        for depth, key in enumerate(keys):
+            if not isinstance(entry, dict):
+                raise self._paths_error(f"an object of {LEVELS[depth]} at {_at(keys[:depth])} ({LAYOUT}; {listed})",
+                                        instead=_json_kind(entry))
+            if key not in entry:
+                raise self._paths_error(f"an entry {_at(keys)} ({listed})", found="no such entry")
+            entry = entry[key]
+        if not isinstance(entry, list):
+            raise self._paths_error(f"a list of frame paths (relative to DATA/) at {_at(keys)} ({listed})",
+                                    instead=_json_kind(entry))
+        if not entry:
+            raise self._paths_error(f"frames for {_at(keys)}", found="an empty list")
+        for position, path in enumerate(entry):
+            if not isinstance(path, str):
+                raise self._paths_error(f"frame paths (strings) in the list at {_at(keys)} ({listed})",
+                                        instead=f"{_json_kind(path)} at position {position}")
+        return tuple(str(self.frame_root / path) for path in entry)
+
+    def _paths_error(self, expected: str, found: str | None = None, instead: str | None = None) -> DatasetFormatError:
+        """A DatasetFormatError about data_paths.json."""
+        return DatasetFormatError(self.root / "data_paths.json", expected, found=found, instead=instead)
 
     def _pairs(self, path: Path) -> list[Tracklet]:
         tracklets = []
@@ -138,3 +159,14 @@ class BUPTCampus(VideoCrossModalDataset):
         return np.concatenate(kept), (f"as the original test sampler (batches of {batch}): the last len(visible) % "
                                       f"{batch} visible tracklets of query.txt and of gallery.txt ({dropped[0]} and "
                                       f"{dropped[1]} here) are left out; VLD's published numbers were measured so")
+
+
+def _at(keys: tuple[str, ...]) -> str:
+    """Where ``keys`` lead in data_paths.json: ``[1][RGB]``, or ``the top level``."""
+    return "".join(f"[{key}]" for key in keys) or "the top level"
+
+
+def _json_kind(value: object) -> str:
+    """A JSON value in words: ``an object``, ``a list``, ``null``, ``a number (3)``, ``a string ("x")``."""
+    kind = JSON_KINDS[type(value)]
+    return kind if isinstance(value, (dict, list, type(None))) else f"{kind} ({json.dumps(value)})"

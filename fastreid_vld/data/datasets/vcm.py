@@ -60,8 +60,7 @@ class VCM(VideoCrossModalDataset):
 
     @staticmethod
     def _read_lines(path: Path) -> list[str]:
-        VideoCrossModalDataset._require(path, "a HITSZ-VCM index file")
-        return path.read_text().splitlines()
+        return VideoCrossModalDataset._read_text(path, "a HITSZ-VCM index file").splitlines()
 
     def _read_tracks(self, path: Path) -> np.ndarray:
         rows = []
