@@ -13,9 +13,10 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, run_python
+from conftest import REPO, load_tool, run_python
 from fastreid.engine.train_loop import HookBase
 from fastreid.utils.checkpoint import Checkpointer
+from test_run_failures import run_loggers  # noqa: F401 (a fixture: the loggers of a run in this process)
 from tiny_vld import tiny_model
 
 from fastreid_vld.checkpoint import CheckpointReadError, read_checkpoint, write_atomically
@@ -168,7 +169,7 @@ def eval_only(tmp_path, *opts: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("weights, message", [
     ("", "error: MODEL.WEIGHTS is empty: evaluation needs trained weights"),
     ("elsewhere.pth", "error: MODEL.WEIGHTS: checkpoint elsewhere.pth not found"),
-    ("unrelated.pth", "none of its 1 entries is a parameter of this model"),
+    ("unrelated.pth", "none of its 1 entries (classifier.weight) is a parameter of this model"),
     ("text.pth", "text.pth: not a readable checkpoint"),
     ("no_model.pth", "expected a fast-reid checkpoint with a 'model' state dict"),
 ])
@@ -348,19 +349,36 @@ USER_ERRORS = {  # case: (overrides, the one line expected)
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", list(USER_ERRORS))
-def test_each_user_error_is_one_line_without_a_traceback(small_vcm, tmp_path, case):
-    overrides, expected = USER_ERRORS[case]
-    overrides = [item.format(root=small_vcm) for item in overrides]
-    data = ["DATASETS.NAMES", "('VCM',)", "DATASETS.TESTS", "('VCM',)", "DATASETS.ROOT", str(small_vcm),
+def user_error_arguments(root, tmp_path, case: str) -> list[str]:
+    """tools/train_net.py's arguments for the USER_ERRORS ``case`` on ``root``'s HITSZ-VCM."""
+    data = ["DATASETS.NAMES", "('VCM',)", "DATASETS.TESTS", "('VCM',)", "DATASETS.ROOT", str(root),
             "DATASETS.VCM.MIN_FRAMES", "1"]
-    process = run_python("tools/train_net.py", "--config-file", "configs/VLD/tiny.yml", *data,
-                         "OUTPUT_DIR", str(tmp_path / "out"), *overrides, timeout=120)
+    overrides = [item.format(root=root) for item in USER_ERRORS[case][0]]
+    return ["--config-file", "configs/VLD/tiny.yml", *data, "OUTPUT_DIR", str(tmp_path / "out"), *overrides]
+
+
+@pytest.mark.parametrize("case", [case for case in USER_ERRORS if case != "NaN loss"])
+def test_each_user_error_is_one_error_line(small_vcm, tmp_path, case):
+    """In this process (what reaches the console: test_an_error_during_training_is_one_line_without_a_traceback)."""
+    train_net = load_tool("train_net")
+    with pytest.raises(SystemExit) as stop:
+        train_net.checked_main(train_net.parse_args(user_error_arguments(small_vcm, tmp_path, case)))
+    message = str(stop.value)
+    assert message.startswith("error: ") and "\n" not in message
+    assert USER_ERRORS[case][1].format(root=small_vcm) in message
+
+
+@pytest.mark.slow
+def test_an_error_during_training_is_one_line_without_a_traceback(small_vcm, tmp_path):
+    """The console of a run whose training fails (fast-reid logs "Exception during training:" with the
+    traceback): one error line, no traceback (log.txt has it)."""
+    process = run_python("tools/train_net.py", *user_error_arguments(small_vcm, tmp_path, "NaN loss"), timeout=120)
     assert process.returncode != 0
     errors = [line for line in process.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and expected.format(root=small_vcm) in errors[0], process.stderr[-2000:]
-    assert "Traceback" not in process.stderr
+    assert errors == [USER_ERRORS["NaN loss"][1] + ": lower SOLVER.BASE_LR, or enable SOLVER.CLIP_GRADIENTS"], \
+        process.stderr[-2000:]
+    assert "Traceback" not in process.stderr + process.stdout
+    assert "Exception during training:\nTraceback" in (tmp_path / "out" / "log.txt").read_text()
 
 
 def test_an_integer_is_accepted_where_a_float_is_expected():
@@ -388,6 +406,21 @@ def test_resuming_a_checkpoint_of_another_model_is_one_clear_error(small_vcm, tm
     expected = "model_0000.pth: --resume continues the run this checkpoint belongs to, but it is of another model"
     assert expected in process.stderr, process.stderr[-2000:]
     assert "Traceback" not in process.stderr
+
+
+def test_resuming_with_another_optimizer_is_one_clear_error(tmp_path):
+    """A run trained with SGD, resumed with the config's AdamW: refused before any state loads (AdamW
+    would take SGD's state silently and fail, or run on without its moments)."""
+    from fastreid_vld.data.synthetic import SyntheticSize, write_vcm
+    write_vcm(tmp_path / "HITSZ-VCM", SyntheticSize(train_ids=6, test_ids=2, cameras=2, min_frames=6, max_frames=8))
+    with pytest.raises(_Interrupted):
+        train(tmp_path, "out", "SOLVER.OPT", "SGD", interrupt_after=0)
+    expected = (r"model_0000.pth: --resume continues the run this checkpoint belongs to, but its optimizer is not "
+                r"SOLVER.OPT AdamW \(its settings: dampening, momentum, nesterov; AdamW's: amsgrad, betas, "
+                r"decoupled_weight_decay True, eps\): resume with the run's SOLVER.OPT")
+    with pytest.raises(CheckpointReadError, match=expected):
+        resumed_trainer(tmp_path, "out", resume=True)
+    resumed_trainer(tmp_path, "out", "SOLVER.OPT", "SGD", resume=True)  # the run's own optimizer resumes
 
 
 @pytest.mark.slow

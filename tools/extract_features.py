@@ -16,7 +16,9 @@ or gallery list under DATASETS.ROOT (only its test split is read), with identity
 OUT.npz holds features [N, D] float32, names [N] (tracklet folders relative to DIR), thumbnails [N]
 (middle frames), the config and weights used, and for a data set pids, camids and modalities.
 Batches of TEST.IMS_PER_BATCH tracklets, DATALOADER.NUM_WORKERS workers; the same input gives the
-same file. A frame that cannot be read and a folder without frames are errors naming the file.
+same file. A frame that cannot be read, a folder without frames, an --output that cannot be written
+and a model that produces NaN are errors naming the file; overrides of keys extraction does not read
+(SOLVER.*, ...) are named in a warning.
 """
 
 import argparse
@@ -28,9 +30,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fastreid_vld  # noqa: E402,F401  (first: adapts fast-reid, registers the plugin)
 
 # isort: split
-from fastreid_vld.engine.defaults import add_model_arguments, exits_on_input_errors, inference_config  # noqa: E402
-from fastreid_vld.engine.extraction import dataset_features, folder_features  # noqa: E402
+from fastreid_vld.engine.defaults import (  # noqa: E402
+    TRAINING_KEYS,
+    add_model_arguments,
+    check_output_file,
+    exits_on_input_errors,
+    inference_config,
+    output_errors,
+    warn_ignored_overrides,
+)
+from fastreid_vld.engine.extraction import dataset_features, folder_features, video_dataset_names  # noqa: E402
 from fastreid_vld.engine.feature_files import write_features  # noqa: E402
+
+#: overrides with no effect on the features besides the training keys, by the source of the tracklets: what is
+#: ignored, what is read instead
+IGNORED = {"input": (("DATASETS.ROOT", "DATASETS.VCM", "DATASETS.BUPT"), "the tracklet folders of --input"),
+           "dataset": (("DATASETS.TESTS",), "--dataset for the data set")}
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -38,7 +53,8 @@ def argument_parser() -> argparse.ArgumentParser:
                                                          formatter_class=argparse.RawDescriptionHelpFormatter))
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", type=Path, help="folder of tracklet folders")
-    source.add_argument("--dataset", help="a registered video data set (VCM, BUPTCampus) under DATASETS.ROOT")
+    source.add_argument("--dataset", choices=video_dataset_names(), help="a registered video data set under "
+                        "DATASETS.ROOT")
     parser.add_argument("--split", choices=("query", "gallery"), help="with --dataset: its query or gallery list")
     parser.add_argument("--output", required=True, type=Path, help="features file to write (.npz)")
     return parser
@@ -50,12 +66,17 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     if (args.dataset is None) != (args.split is None):
         parser.error("--dataset and --split go together")
+    check_output_file(args.output, "--output", "features.npz")  # before the model is built
     cfg = inference_config(args.config_file, args.opts)
+    warn_ignored_overrides("extract_features", args.opts, TRAINING_KEYS, "the model and test-time keys")
+    warn_ignored_overrides("extract_features", args.opts, *IGNORED["input" if args.dataset is None else "dataset"],
+                           read=())
     if args.dataset is not None:
         features = dataset_features(cfg, args.dataset, args.split)
     else:
         features = folder_features(cfg, args.input)
-    path = write_features(args.output, features)
+    with output_errors("--output", args.output):
+        path = write_features(args.output, features)
     print(f"wrote features {list(features.features.shape)} of {len(features)} tracklets to {path}")
     return path
 

@@ -8,9 +8,11 @@
 folder of tracklet folders, extracted with the config and weights the gallery file records (or
 --config-file with KEY VALUE overrides). Distances are those the evaluation computes
 (fastreid_vld/evaluation/distances.py), with the gallery config's TEST.METRIC, TEST.AQE.* and
-TEST.RERANK.* unless --metric, --aqe / --no-aqe, --rerank / --no-rerank say otherwise. Ties go to
-the lower gallery index; --backend faiss (or auto, above 50 million query-gallery pairs without
-AQE or re-ranking) searches with faiss instead of ranking every distance.
+TEST.RERANK.* unless --metric, --aqe / --no-aqe, --rerank / --no-rerank say otherwise (KEY VALUE
+overrides of those keys, and every override where --query is a file, change nothing: a warning names
+them). A features file holding NaN is an error, as are an OUTPUT or PNG that cannot be written (checked
+before the search). Ties go to the lower gallery index; --backend faiss (or auto, above 50 million
+query-gallery pairs without AQE or re-ranking) searches with faiss instead of ranking every distance.
 
 Writes OUTPUT.csv (query, rank, gallery, distance, cosine; query_pid, gallery_pid, match where both
 files carry identities) and OUTPUT.json (the settings, then each query's list): the distance is the
@@ -38,7 +40,15 @@ import numpy as np  # noqa: E402
 from fastreid.config import CfgNode  # noqa: E402
 
 from fastreid_vld.data.tracklets import INFRARED, VISIBLE  # noqa: E402
-from fastreid_vld.engine.defaults import exits_on_input_errors, inference_config  # noqa: E402
+from fastreid_vld.engine.defaults import (  # noqa: E402
+    READ_BY_INFERENCE,
+    TRAINING_KEYS,
+    check_output_file,
+    exits_on_input_errors,
+    inference_config,
+    output_errors,
+    warn_ignored_overrides,
+)
 from fastreid_vld.engine.extraction import folder_features  # noqa: E402
 from fastreid_vld.engine.feature_files import FeatureFileError, FeatureSet, read_features  # noqa: E402
 from fastreid_vld.evaluation.distances import METRICS, DistanceSettings  # noqa: E402
@@ -47,12 +57,16 @@ from fastreid_vld.evaluation.search import (  # noqa: E402
     BACKENDS,
     RankLists,
     direction_argument,
+    match_row_files,
     match_rows,
     top_k,
     write_match_rows,
 )
 
 MODALITIES = {"IR->VIS": (INFRARED, VISIBLE), "VIS->IR": (VISIBLE, INFRARED)}  # direction: query's, gallery's
+#: overrides a query folder's extraction does not read: the training keys, and TEST.* but its batch (the ranking's
+#: TEST.METRIC, TEST.AQE.* and TEST.RERANK.* are the gallery config's, or --metric, --aqe, --rerank)
+IGNORED_BY_EXTRACTION = (*TRAINING_KEYS, "TEST")
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -75,6 +89,20 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-file", help="with a query folder: the model's config (default: the gallery's)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="with a query folder: KEY VALUE config overrides")
     return parser
+
+
+def warn_ignored(args: argparse.Namespace) -> None:
+    """A warning naming the KEY VALUE overrides (and --config-file) that do nothing: all of them where --query is a
+    features file, those the query folder's extraction does not read otherwise."""
+    if args.query.is_dir():
+        warn_ignored_overrides("search", args.opts, IGNORED_BY_EXTRACTION, "the model and test-time keys, to extract "
+                               "the query folder (it ranks by the gallery's TEST.METRIC, TEST.AQE.*, TEST.RERANK.*, "
+                               "or --metric, --aqe, --rerank)", read=(*READ_BY_INFERENCE, "TEST.IMS_PER_BATCH"))
+    elif args.opts or args.config_file:
+        pairs = ["--config-file", args.config_file] * bool(args.config_file) + args.opts
+        warn_ignored_overrides("search", pairs, pairs[::2], "the features files and its flags (--metric, --aqe, "
+                               "--rerank set the ranking; --config-file and KEY VALUE overrides are for a query "
+                               "folder)", read=())
 
 
 def query_features(args: argparse.Namespace, gallery: FeatureSet) -> FeatureSet:
@@ -127,6 +155,11 @@ def main(argv: list[str] | None = None) -> RankLists:
     args = parser.parse_args(argv)
     if args.topk < 1 or args.draw_queries < 1:
         parser.error("--topk and --draw-queries must be at least 1")
+    for path in match_row_files(args.output):
+        check_output_file(path, "--output")
+    if args.draw:
+        check_output_file(args.draw, "--draw", "ranks.png")
+    warn_ignored(args)
     gallery = read_features(args.gallery)
     query = query_features(args, gallery)
     if query.features.shape[1] != gallery.features.shape[1]:
@@ -140,12 +173,14 @@ def main(argv: list[str] | None = None) -> RankLists:
     lists = top_k(query.features, gallery.features, settings, args.topk, args.backend)
     about = {"query": str(args.query), "gallery": str(args.gallery), "distance": settings.describe(),
              "topk": int(lists.indices.shape[1]), "direction": args.direction}
-    csv_path, json_path = write_match_rows(match_rows(query, gallery, lists), args.output, about)
+    with output_errors("--output", args.output):
+        csv_path, json_path = write_match_rows(match_rows(query, gallery, lists), args.output, about)
     print(f"{len(query)} queries x {len(gallery)} gallery ({settings.describe()}): top-{about['topk']} in "
           f"{csv_path} and {json_path}")
     if args.draw:
-        print(f"rank lists of {min(args.draw_queries, len(query))} queries: "
-              f"{draw(query, gallery, lists, args.draw_queries, args.draw)}")
+        with output_errors("--draw", args.draw):
+            picture = draw(query, gallery, lists, args.draw_queries, args.draw)
+        print(f"rank lists of {min(args.draw_queries, len(query))} queries: {picture}")
     return lists
 
 

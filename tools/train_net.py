@@ -29,10 +29,12 @@ from fastreid_vld import VLDTrainer, add_vld_config  # noqa: E402
 from fastreid_vld.checkpoint import check_weights_match  # noqa: E402
 from fastreid_vld.config import ConfigError, check_config, merge_config  # noqa: E402
 from fastreid_vld.engine.defaults import (  # noqa: E402
-    INPUT_ERRORS,
     cap_workers,
     fall_back_to_cpu,
     log_to_files_only,
+    quiet_failing_log_files,
+    run_error_line,
+    user_error_tracebacks_off_the_console,
 )
 from fastreid_vld.engine.launch import LaunchError, launch  # noqa: E402
 from fastreid_vld.engine.predictor import load_eval_model  # noqa: E402
@@ -51,6 +53,8 @@ def setup(args):
     resolve_backbone_width(cfg)  # before config.yaml is written
     cfg.freeze()
     default_setup(cfg, args)  # seeds SEED + rank where SEED >= 0 (fastreid_vld.compat)
+    user_error_tracebacks_off_the_console("fastreid", "fastreid_vld")  # their traceback in log.txt only
+    quiet_failing_log_files("fastreid", "fastreid_vld")  # a full disk: one warning, not a traceback a line
     return cfg
 
 
@@ -96,15 +100,15 @@ def eval_only_model(cfg, untrained: bool) -> tuple:
 
 
 def checked_main(args):
-    """main, with bad input (and a diverged training) as one ``error:`` line: on the console once,
-    and in log.txt where the run has one."""
+    """main, with a user error (bad input, a diverged training, a file the file system refused: a full
+    disk) as one ``error:`` line (``run_error_line``): on the console once, and in log.txt where the
+    run has one; a bug keeps its traceback."""
     try:
         return main(args)
-    except INPUT_ERRORS as error:
-        message = f"error: {error}"
-    except FloatingPointError as error:  # fast-reid's check of every step's losses
-        reason = str(error).splitlines()[0]
-        message = f"error: {reason} Training diverged: lower SOLVER.BASE_LR, or enable SOLVER.CLIP_GRADIENTS"
+    except Exception as error:
+        message = run_error_line(error)
+        if message is None:
+            raise
     log_to_files_only(logging.getLogger("fastreid_vld"), message, logging.ERROR)
     raise SystemExit(message)
 

@@ -12,7 +12,9 @@ Ranking is the evaluation's: the distances of fastreid_vld.evaluation.distances 
 TEST.AQE.*, TEST.RERANK.* honoured), ties to the lower gallery index, and for HITSZ-VCM the
 same-identity same-camera gallery entries removed. --direction is IR2VIS (infrared queries, visible
 gallery) or VIS2IR, in any case; on BUPTCampus ``IR2VIS`` is the official test subset's and
-``all/IR2VIS`` names the other.
+``all/IR2VIS`` names the other. The data set is the first of DATASETS.TESTS, a registered video data
+set; a PNG that cannot be written is an error before the features are computed, and overrides of
+training keys (SOLVER.*, ...) are named in a warning.
 """
 
 import argparse
@@ -26,9 +28,18 @@ import fastreid_vld  # noqa: E402,F401  (first: adapts fast-reid, registers the 
 # isort: split
 import numpy as np  # noqa: E402
 
-from fastreid_vld.data import load_vvi_dataset  # noqa: E402
-from fastreid_vld.engine.defaults import add_model_arguments, exits_on_input_errors, inference_config  # noqa: E402
-from fastreid_vld.engine.extraction import middle_frame  # noqa: E402
+from fastreid_vld.config import ConfigError  # noqa: E402
+from fastreid_vld.data import is_vvi_dataset, load_vvi_dataset  # noqa: E402
+from fastreid_vld.engine.defaults import (  # noqa: E402
+    TRAINING_KEYS,
+    add_model_arguments,
+    check_output_file,
+    exits_on_input_errors,
+    inference_config,
+    output_errors,
+    warn_ignored_overrides,
+)
+from fastreid_vld.engine.extraction import middle_frame, video_dataset_names  # noqa: E402
 from fastreid_vld.engine.predictor import TrackletPredictor  # noqa: E402
 from fastreid_vld.evaluation.distances import DistanceSettings, direction_distances  # noqa: E402
 from fastreid_vld.evaluation.rank_picture import Tile, draw_rank_lists, gallery_caption  # noqa: E402
@@ -51,6 +62,14 @@ def subset_direction(text: str) -> str:
     return subset + slash + direction_argument(direction)
 
 
+def video_test_set(names: tuple[str, ...]) -> str:
+    """The first of DATASETS.TESTS ``names``, the data set drawn; a ConfigError where it is no video data set."""
+    if not is_vvi_dataset(names[0]):
+        raise ConfigError(f"DATASETS.TESTS {names}: visualize_ranks draws the first, expected a registered video "
+                          f"data set: {', '.join(video_dataset_names())}")
+    return names[0]
+
+
 def argument_parser() -> argparse.ArgumentParser:
     parser = add_model_arguments(argparse.ArgumentParser(description=__doc__,
                                                          formatter_class=argparse.RawDescriptionHelpFormatter))
@@ -70,8 +89,10 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     if args.topk < 1 or args.draw_queries < 1:
         parser.error("--topk and --draw-queries must be at least 1")
+    check_output_file(args.draw, "--draw", "ranks.png")  # before the data set is read and the features computed
     cfg = inference_config(args.config_file, args.opts)
-    dataset_name = cfg.DATASETS.TESTS[0]
+    warn_ignored_overrides("visualize_ranks", args.opts, TRAINING_KEYS, "the model and test-time keys")
+    dataset_name = video_test_set(tuple(cfg.DATASETS.TESTS))
     dataset = load_vvi_dataset(cfg, dataset_name, test_only=True)
     direction = dataset.labelled(args.direction)  # BUPTCampus: IR->VIS of the official test subset
     if direction not in dataset.directions:  # before the model is loaded and the features computed
@@ -94,7 +115,8 @@ def main(argv: list[str] | None = None) -> Path:
                            gallery_caption(rank, distances[q, g], cosine),
                            bool(pids[gallery_idx[g]] == pids[query_idx[q]]))
                       for rank, (g, cosine) in enumerate(zip(order, cosines, strict=True), start=1)]))
-    out = draw_rank_lists(rows, args.draw)
+    with output_errors("--draw", args.draw):
+        out = draw_rank_lists(rows, args.draw)
     print(f"{direction} rank lists of {len(rows)} queries: {out}")
     return out
 

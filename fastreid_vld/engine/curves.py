@@ -37,6 +37,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 
+from ..checkpoint import write_atomically
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CURVES_FILE", "COMPARE_FILE", "METRICS_FILE", "Drawing", "MetricsFileError", "draw_runs",
@@ -394,11 +396,13 @@ def _legend(axes, panel: Panel, outside: bool) -> None:
 
 
 def save_png(figure: Figure, output: Path) -> None:
-    """The figure as a 256-colour PNG: a line drawing looks the same at a third of the size (README-sized)."""
+    """The figure as a 256-colour PNG: a line drawing looks the same at a third of the size (README-sized);
+    written beside ``output`` and renamed (a full disk leaves an earlier picture whole, and no empty one)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     output.parent.mkdir(parents=True, exist_ok=True)
-    Image.open(buffer).convert("RGB").quantize(256).save(output, format="png", optimize=True)
+    picture = Image.open(buffer).convert("RGB").quantize(256)
+    write_atomically(output, lambda file: picture.save(file, format="png", optimize=True))
 
 
 def default_labels(runs: Sequence[Path]) -> list[str]:

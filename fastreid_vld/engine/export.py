@@ -45,8 +45,8 @@ from torch import nn
 from ..checkpoint import remove_leftovers, temporary_affixes
 from ..modeling.attention import LeanQuickGELU
 
-__all__ = ["FORMATS", "ExportError", "TrackletFeatures", "check_export", "check_output", "export", "export_and_check",
-           "export_onnx", "export_torchscript", "load_export", "max_difference", "random_tracklets"]
+__all__ = ["FORMATS", "ExportError", "TrackletFeatures", "check_export", "export", "export_and_check", "export_onnx",
+           "export_torchscript", "load_export", "max_difference", "random_tracklets"]
 
 #: the formats :func:`export` writes, and their usual file suffix
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -57,7 +57,7 @@ INPUT_NAME, OUTPUT_NAME = "images", "features"
 
 
 class ExportError(RuntimeError):
-    """An export that cannot be written, or whose outputs differ from PyTorch's."""
+    """An export file that fails on tracklets, or whose outputs differ from PyTorch's."""
 
 
 class TrackletFeatures(nn.Module):
@@ -225,11 +225,13 @@ def export_and_check(model: nn.Module, fmt: str, example: torch.Tensor, path: st
     first: written in a temporary folder beside ``path``, compared with PyTorch on random tracklets of
     each of ``check_batches`` sizes (:func:`check_export`), moved to ``path`` only when every
     difference is at most ``tolerance``. Returns the differences; an :class:`ExportError` when they
-    are larger, when the file fails on a batch, or when the folder of ``path`` cannot be written
-    (``path`` is then left as it was). The temporary folder is removed whatever happens, and those of
-    earlier exports to ``path`` that were killed (by the OOM killer, say) are removed first."""
+    are larger or when the file fails on a batch, an OSError when the folder of ``path`` cannot be
+    written (a full disk, say); ``path`` is then left as it was. The temporary folder is removed
+    whatever happens, and those of earlier exports to ``path`` that were killed (by the OOM killer,
+    say) are removed first."""
     path = Path(path)
-    folder = check_output(path, fmt)
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
     remove_leftovers(folder, re.escape(path.name))
     prefix, suffix = temporary_affixes(path)
     with tempfile.TemporaryDirectory(prefix=prefix, suffix=suffix, dir=folder) as staging:
@@ -244,24 +246,6 @@ def export_and_check(model: nn.Module, fmt: str, example: torch.Tensor, path: st
         for file in sorted(Path(staging).iterdir()):  # the file, and with external data its .data
             os.replace(file, folder / file.name)
     return differences
-
-
-def check_output(path: str | os.PathLike, fmt: str) -> Path:
-    """The folder of ``path``, the file a ``fmt`` export is to be written to, created if missing; an
-    :class:`ExportError` when ``path`` is a folder or this process cannot write files beside it."""
-    path = Path(path)
-    if path.is_dir():
-        raise ExportError(f"{path} is a folder: expected the path of the file to write, e.g. "
-                          f"{path / ('model' + FORMATS.get(fmt, ''))}")
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise ExportError(f"{folder}: expected a folder this run can create and write files in "
-                          f"({error.strerror or error})") from None
-    return folder
 
 
 def describe_differences(differences: dict[int, float]) -> str:

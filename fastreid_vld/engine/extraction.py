@@ -8,13 +8,21 @@ from pathlib import Path
 
 import numpy as np
 from fastreid.config import CfgNode
+from fastreid.data.datasets import DATASET_REGISTRY
 
-from ..data.build import load_vvi_dataset
+from ..data.build import is_vvi_dataset, load_vvi_dataset
 from ..data.tracklet_folders import find_tracklet_folders
+from ..evaluation.metrics import check_finite_features
 from .feature_files import FeatureSet
 from .predictor import TrackletPredictor
 
-__all__ = ["dataset_features", "folder_features", "middle_frame"]
+__all__ = ["dataset_features", "folder_features", "middle_frame", "video_dataset_names"]
+
+
+def video_dataset_names() -> list[str]:
+    """The registered video visible-infrared data sets (VCM, BUPTCampus), in registration order: the
+    choices of a tool's ``--dataset``."""
+    return [name for name in DATASET_REGISTRY._obj_map if is_vvi_dataset(name)]  # fast-reid's Registry lists none
 
 
 def middle_frame(frames: Sequence[str]) -> str:
@@ -27,7 +35,7 @@ def folder_features(cfg: CfgNode, root: str | Path, weights: str | None = None) 
     frame rule of the config's first test set (or INPUT.TEST_FRAME_RULE)."""
     tracklets = find_tracklet_folders(root)  # before the model is built: a bad folder fails at once
     return _features(TrackletPredictor(cfg, weights), [t.frames for t in tracklets], [t.name for t in tracklets],
-                     f"features of {len(tracklets)} tracklets in {root}")
+                     f"tracklets in {root}")
 
 
 def dataset_features(cfg: CfgNode, dataset_name: str, split: str, weights: str | None = None) -> FeatureSet:
@@ -47,15 +55,17 @@ def dataset_features(cfg: CfgNode, dataset_name: str, split: str, weights: str |
 
     return _features(TrackletPredictor(cfg, weights), [t.frames for t in tracklets],
                      [name(t.frames) for t in tracklets],
-                     f"features of the {len(tracklets)} {dataset_name} {split} tracklets",
+                     f"{dataset_name} {split} tracklets",
                      pids=np.asarray([str(t.pid) for t in tracklets]), camids=np.asarray([t.camid for t in tracklets]),
                      modalities=np.asarray([t.modality for t in tracklets]))
 
 
-def _features(predictor: TrackletPredictor, frame_lists: list[Sequence[str]], names: list[str], description: str,
+def _features(predictor: TrackletPredictor, frame_lists: list[Sequence[str]], names: list[str], what: str,
               **labels: np.ndarray) -> FeatureSet:
-    """The :class:`FeatureSet` of tracklets given by their frames and names, with the predictor's config
-    and weights and the ``labels`` (pids, camids, modalities) where known."""
-    features = predictor.features(frame_lists, description=description)  # [N, D]
+    """The :class:`FeatureSet` of tracklets given by their frames and names (``what``: "tracklets in DIR"), with
+    the predictor's config and weights and the ``labels`` (pids, camids, modalities) where known; a
+    :class:`~fastreid_vld.evaluation.metrics.NaNFeaturesError` where a feature holds NaN or an infinite value."""
+    features = predictor.features(frame_lists, description=f"features of {len(frame_lists)} {what}")  # [N, D]
+    check_finite_features(features, f"{what} with MODEL.WEIGHTS {predictor.cfg.MODEL.WEIGHTS}")
     return FeatureSet(features.numpy(), np.asarray(names), np.asarray([middle_frame(f) for f in frame_lists]),
                       predictor.cfg.dump(), predictor.cfg.MODEL.WEIGHTS, **labels)

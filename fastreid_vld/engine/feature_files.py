@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import remove_leftovers, write_atomically
+from ..evaluation.metrics import non_finite_rows
 
 __all__ = ["FeatureFileError", "FeatureSet", "read_features", "write_features"]
 
@@ -63,7 +64,8 @@ def write_features(path: str | Path, features: FeatureSet) -> Path:
 
 
 def read_features(path: str | Path) -> FeatureSet:
-    """The :class:`FeatureSet` of ``path``; a :class:`FeatureFileError` naming it when it is not one."""
+    """The :class:`FeatureSet` of ``path``; a :class:`FeatureFileError` naming it when it is not one (features
+    holding NaN included)."""
     path = Path(path)
     if not path.is_file():
         raise FeatureFileError(f"{path}: expected a features file of tools/extract_features.py, found nothing")
@@ -84,6 +86,11 @@ def read_features(path: str | Path) -> FeatureSet:
     for key in ("names", "thumbnails", *LABELS):
         if key in entries and entries[key].shape != (n,):
             raise FeatureFileError(f"{path}: expected {key} [{n}] (one per feature), found {list(entries[key].shape)}")
+    bad = non_finite_rows(features)
+    if bad:
+        weights = f" (MODEL.WEIGHTS {entries['weights']})" if str(entries.get("weights", "")) else ""
+        raise FeatureFileError(f"{path}: {bad} of {n} features hold NaN or infinite values: produced by a model that "
+                               f"produces NaN{weights}; expected finite features")
     return FeatureSet(features.astype(np.float32, copy=False), entries["names"], entries["thumbnails"],
                       str(entries.get("config", "")), str(entries.get("weights", "")),
                       **{key: entries.get(key) for key in LABELS})

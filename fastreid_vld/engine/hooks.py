@@ -1,19 +1,50 @@
 """VLDTrainer's versions of three fast-reid hooks: the checkpointer (model_best.pth kept as the official
 VLD code keeps its best_model.pth), the writers (every evaluation reaches metrics.json and tensorboard)
 and the iteration timer (its summary says what it timed); and two of its own: the scalar histories a
-resumed run continues from, and the run's curves."""
+resumed run continues from, and the run's curves. Its file writers fail as one :class:`FileWriteError`
+naming the file (a full disk), metrics.json keeping every line written before, and :func:`run_every`
+runs the closing steps of a run so that a failed one is not hidden behind a second error."""
 
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
+import os
+import sys
+import threading
 import time
+import weakref
+from collections.abc import Callable, Iterable
 
 from fastreid.engine import hooks
 from fastreid.utils.events import EventWriter, JSONWriter, TensorboardXWriter, get_event_storage
 from fastreid.utils.history_buffer import HistoryBuffer
 
+from ..checkpoint import writing
+from .defaults import log_to_files_only, run_error_line
+
 logger = logging.getLogger(__name__)
+
+
+def run_every(steps: Iterable[Callable[[], None]], what: str) -> None:
+    """Call each of ``steps``, each one even where an earlier one failed (every file gets closed), then
+    raise the first failure; unless an error is on its way already (a failed training, whose
+    ``after_train`` this is): that one stays the error reported, and ``what`` failed besides goes to
+    log.txt only."""
+    failures = []
+    for step in steps:
+        try:
+            step()
+        except Exception as error:
+            failures.append(error)
+    on_its_way = sys.exc_info()[1] is not None
+    for failure in failures if on_its_way else failures[1:]:
+        line = run_error_line(failure)
+        log_to_files_only(logging.getLogger("fastreid_vld"), f"{what} failed too: {line or repr(failure)}",
+                          logging.ERROR, error=None if line else failure)
+    if failures and not on_its_way:
+        raise failures[0]
 
 
 class BestCheckpointer(hooks.PeriodicCheckpointer):
@@ -87,8 +118,10 @@ class RunRecordWriter(hooks.PeriodicWriter):
         self._write(files=True, console=self._printed_iteration != get_event_storage().iter)
 
     def after_train(self) -> None:
-        self._write(files=True, console=False)  # the evaluation after the last epoch; a failed run's last scalars
-        super().after_train()
+        """The files' last write (the evaluation after the last epoch; a failed run's last scalars), then
+        every writer closed, each one even where that write or an earlier close failed."""
+        run_every([functools.partial(self._write, files=True, console=False),
+                   *(writer.close for writer in self._writers)], "Closing metrics.json and the events")
 
     def _write(self, files: bool, console: bool) -> None:
         for writer in self._writers:
@@ -99,6 +132,98 @@ class RunRecordWriter(hooks.PeriodicWriter):
                 writer.write()
         if console:
             self._printed_iteration = get_event_storage().iter
+
+
+class MetricsWriter(JSONWriter):
+    """fast-reid's ``metrics.json`` writer, each of whose writes reaches the file whole or not at all
+    (:class:`_WholeWrites`): a full disk leaves every line written before it, and no half line."""
+
+    def __init__(self, json_file: str, window_size: int = 20) -> None:
+        super().__init__(json_file, window_size)
+        self._file_handle.close()
+        self._file_handle = _WholeWrites(json_file)
+
+
+class _WholeWrites:
+    """The file under :class:`MetricsWriter`: the text of one of JSONWriter's writes is kept until its
+    ``flush``, which appends it and fsyncs; where the file system refuses (a full disk), the file is cut
+    back to where it ended before, and the failure is a :class:`FileWriteError` naming it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file = open(path, "ab", buffering=0)  # closed by JSONWriter.close
+        self._pending: list[str] = []
+
+    def write(self, text: str) -> None:
+        self._pending.append(text)
+
+    def flush(self) -> None:
+        data, self._pending = "".join(self._pending).encode(), []
+        if not data:
+            return
+        end = os.fstat(self._file.fileno()).st_size
+        with writing(self.path):
+            try:
+                self._append(data)
+            except OSError:
+                os.ftruncate(self._file.fileno(), end)
+                raise
+
+    def _append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._file.write(view):]
+        os.fsync(self._file.fileno())
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class EventsWriter(TensorboardXWriter):
+    """fast-reid's tensorboard writer, whose events reach their file by the end of each write, a failure
+    (a full disk) then being a :class:`FileWriteError` naming the file. fast-reid's left them to
+    tensorboard's writer thread for up to 2 minutes: a failure was a traceback from that thread, then an
+    OSError naming no file at some later write (the thread's traceback is now left out:
+    :func:`_quiet_writer_threads`)."""
+
+    def __init__(self, log_dir: str, window_size: int = 20) -> None:
+        super().__init__(log_dir, window_size)
+        events = self._writer._get_file_writer().event_writer
+        self.path = events._file_name
+        _quiet_writer_threads(events._async_writer._worker)
+
+    def write(self) -> None:
+        with writing(self.path):
+            super().write()
+            self._writer.flush()  # waits for the writer thread, and raises what it met
+
+    def close(self) -> None:
+        with writing(self.path):
+            super().close()
+
+
+class _WriterThreadFailures:
+    """A ``threading.excepthook``: no traceback from a writer thread dying of an OSError (a full disk)
+    where its writer raises that error itself (:class:`EventsWriter`); anything else to ``previous``."""
+
+    def __init__(self, previous: Callable[[threading.ExceptHookArgs], object]) -> None:
+        self.previous = previous
+        self.reported_by_their_writer: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+    def __call__(self, args: threading.ExceptHookArgs) -> None:
+        if args.thread in self.reported_by_their_writer and issubclass(args.exc_type, OSError):
+            return
+        self.previous(args)
+
+
+def _quiet_writer_threads(thread: threading.Thread) -> None:
+    """``thread``'s OSError left to its writer (:class:`_WriterThreadFailures`, installed once)."""
+    if not isinstance(threading.excepthook, _WriterThreadFailures):
+        threading.excepthook = _WriterThreadFailures(threading.excepthook)
+    threading.excepthook.reported_by_their_writer.add(thread)
 
 
 class ScalarHistories(hooks.HookBase):

@@ -11,6 +11,7 @@ from fastreid.data.build import _test_loader_from_config, build_reid_test_loader
 from fastreid.engine import DefaultTrainer, hooks
 from fastreid.modeling import build_model
 from fastreid.utils import comm
+from fastreid.utils.events import CommonMetricPrinter, EventWriter
 
 from ..checkpoint import check_same_model
 from ..config import check_config, check_config_against_data
@@ -23,7 +24,16 @@ from ..evaluation.vvi_evaluator import VVIEvaluator
 from ..modeling.global_batch import batch_norm_layers
 from ..solver import VLD_SCHEDULER, build_vld_lr_scheduler, build_vld_optimizer
 from .defaults import log_to_files_only
-from .hooks import BestCheckpointer, CurvesWriter, IterationTimer, RunRecordWriter, ScalarHistories
+from .hooks import (
+    BestCheckpointer,
+    CurvesWriter,
+    EventsWriter,
+    IterationTimer,
+    MetricsWriter,
+    RunRecordWriter,
+    ScalarHistories,
+    run_every,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +101,7 @@ class VLDTrainer(DefaultTrainer):
         # as fast-reid's Checkpointer.resume_or_load, with the newest readable file looked up once
         newest = self.checkpointer.get_checkpoint_file()
         if newest:
-            check_same_model(self.model, newest)
+            check_same_model(self.model, newest, self.optimizer)
         checkpoint = self.checkpointer.load(newest)  # "": none readable, nothing loaded (fast-reid's behaviour)
         self.start_epoch = checkpoint.get("epoch", -1) + 1
         for hook in self._hooks:
@@ -121,9 +131,27 @@ class VLDTrainer(DefaultTrainer):
         for its writers (every SOLVER.LOG_PERIOD iterations, fast-reid: 200; every evaluation in the files)
         and :class:`IterationTimer` for its timer (a summary that counts what it timed); first
         :class:`ScalarHistories` (what a resumed run's smoothed scalars continue from), and last, on the
-        main process, :class:`CurvesWriter` (OUTPUT_DIR/curves.png)."""
+        main process, :class:`CurvesWriter` (OUTPUT_DIR/curves.png). The writers go before the
+        checkpointer (fast-reid: after it): an epoch's lines are in metrics.json before its checkpoint,
+        the largest write, can fill the disk."""
         adapted = [ScalarHistories(), *(self._adapted(hook) for hook in super().build_hooks())]
-        return adapted + [CurvesWriter(self.cfg.OUTPUT_DIR)] if comm.is_main_process() else adapted
+        if not comm.is_main_process():  # no checkpointer, no writers
+            return adapted
+        return _record_before_checkpoints(adapted) + [CurvesWriter(self.cfg.OUTPUT_DIR)]
+
+    def build_writers(self) -> list[EventWriter]:
+        """fast-reid's writers (console line, metrics.json, tensorboard events), the file writers failing
+        as one error naming the file, metrics.json keeping every line written before
+        (:class:`MetricsWriter`, :class:`EventsWriter`)."""
+        return [CommonMetricPrinter(self.max_iter), MetricsWriter(str(Path(self.cfg.OUTPUT_DIR) / "metrics.json")),
+                EventsWriter(self.cfg.OUTPUT_DIR)]
+
+    def after_train(self) -> None:
+        """fast-reid's: every hook's ``after_train`` (the last evaluation and checkpoints, the files closed,
+        the curves), here each one even where an earlier one failed, and the first failure raised after
+        them, unless the training had failed: its error stays the one reported (:func:`run_every`)."""
+        self.storage.iter = self.iter
+        run_every([hook.after_train for hook in self._hooks], "A hook's after_train")
 
     def _adapted(self, hook: hooks.HookBase) -> hooks.HookBase:
         if type(hook) is hooks.PeriodicCheckpointer:
@@ -186,6 +214,14 @@ class VLDTrainer(DefaultTrainer):
             data_loader, dataset = cls.build_test_loader(cfg, dataset_name)
             return data_loader, VVIEvaluator(cfg, dataset, dataset_name, output_dir)
         return super().build_evaluator(cfg, dataset_name, output_dir)
+
+
+def _record_before_checkpoints(hook_list: list[hooks.HookBase]) -> list[hooks.HookBase]:
+    """``hook_list`` with the :class:`RunRecordWriter` moved just before the :class:`BestCheckpointer`."""
+    record = [hook for hook in hook_list if isinstance(hook, RunRecordWriter)]
+    others = [hook for hook in hook_list if not isinstance(hook, RunRecordWriter)]
+    at = next(index for index, hook in enumerate(others) if isinstance(hook, BestCheckpointer))
+    return others[:at] + record + others[at:]
 
 
 def log_model(model: torch.nn.Module) -> None:

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["PROTOCOLS", "TrueMatchRanks", "evaluate_vvi", "summarize_ranks", "true_match_ranks"]
+__all__ = ["PROTOCOLS", "NaNFeaturesError", "TrueMatchRanks", "check_finite_features", "evaluate_vvi",
+           "non_finite_rows", "summarize_ranks", "true_match_ranks"]
 
 #: protocol name -> whether gallery entries of the query's identity and camera are removed.
 PROTOCOLS = {"vcm": True, "bupt": False}
@@ -45,6 +46,25 @@ _BLOCK_ENTRIES = 2**22
 _TIE_BLOCK = 256
 
 ArrayLike = np.ndarray | torch.Tensor
+
+
+class NaNFeaturesError(ValueError):
+    """Features holding NaN or infinite values: the model (its weights, or a diverged training) produces NaN,
+    and NaN cannot be ranked."""
+
+
+def non_finite_rows(features: ArrayLike) -> int:
+    """How many of the [N, D] ``features`` hold a NaN or an infinite value."""
+    finite = torch.isfinite(features) if isinstance(features, torch.Tensor) else np.isfinite(features)
+    return int((~finite).any(1).sum())
+
+
+def check_finite_features(features: ArrayLike, what: str) -> None:
+    """A :class:`NaNFeaturesError` when any of the [N, D] ``features`` holds a NaN or an infinite value:
+    "the model produces NaN or infinite features for 3 of N ``what``" (``what``: "tracklets in DIR ...")."""
+    bad = non_finite_rows(features)
+    if bad:
+        raise NaNFeaturesError(f"the model produces NaN or infinite features for {bad} of {len(features)} {what}")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..data.frame_check import read_frame
 
-__all__ = ["Tile", "draw_rank_lists", "gallery_caption"]
+__all__ = ["Tile", "draw_rank_lists", "gallery_caption", "picture_format"]
 
 GREEN, RED, GREY, WHITE, BLACK = (40, 180, 60), (220, 40, 40), (170, 170, 170), (255, 255, 255), (0, 0, 0)
 LINE_HEIGHT = 12                     # pixels a caption line takes (Pillow's default font)
@@ -33,7 +33,8 @@ def gallery_caption(rank: int, distance: float, cosine: float) -> str:
 
 def draw_rank_lists(rows: list[tuple[Tile, list[Tile]]], out: str | Path, tile: tuple[int, int] = (128, 64),
                     border: int = 4) -> Path:
-    """``rows``: (query tile, gallery tiles nearest first) per query -> one PNG at ``out``."""
+    """``rows``: (query tile, gallery tiles nearest first) per query -> one picture at ``out``, in the format its
+    suffix names (:func:`picture_format`)."""
     height, width = tile
     cell_w, cell_h = width + 2 * border, height + 2 * border + CAPTION_HEIGHT
     gap = width // 2
@@ -54,8 +55,15 @@ def draw_rank_lists(rows: list[tuple[Tile, list[Tile]]], out: str | Path, tile: 
                           _fitted(draw, line, font, cell_w - border), fill=BLACK, font=font)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)
+    canvas.save(out, format=picture_format(out))
     return out
+
+
+def picture_format(path: Path) -> str:
+    """The Pillow format of the suffix of ``path`` where Pillow writes it (``.jpg``: JPEG), else PNG (a name
+    without a suffix, or with one Pillow only reads)."""
+    name = Image.registered_extensions().get(path.suffix.lower())
+    return name if name in Image.SAVE else "PNG"
 
 
 def _fitted(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:

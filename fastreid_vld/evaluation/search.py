@@ -22,8 +22,8 @@ from ..data.datasets.bases import DIRECTIONS, canonical_direction
 from ..engine.feature_files import FeatureSet
 from .distances import DistanceSettings, direction_distances
 
-__all__ = ["BACKENDS", "FAISS_ABOVE", "RankLists", "direction_argument", "match_rows", "ranked_cosines", "top_k",
-           "write_match_rows"]
+__all__ = ["BACKENDS", "FAISS_ABOVE", "RankLists", "direction_argument", "match_row_files", "match_rows",
+           "ranked_cosines", "top_k", "write_match_rows"]
 
 BACKENDS = ("auto", "brute", "faiss")
 #: query x gallery pairs above which ``auto`` searches with faiss (the full distance matrix would
@@ -108,10 +108,15 @@ def match_rows(query: FeatureSet, gallery: FeatureSet, lists: RankLists) -> list
     return rows
 
 
+def match_row_files(stem: Path) -> tuple[Path, Path]:
+    """The files :func:`write_match_rows` writes: ``stem``.csv and ``stem``.json."""
+    return stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".json")
+
+
 def write_match_rows(rows: list[dict], stem: Path, about: dict) -> tuple[Path, Path]:
     """``stem``.csv (a row per query and rank) and ``stem``.json (``about``, then each query's list)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    csv_path, json_path = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".json")
+    csv_path, json_path = match_row_files(stem)
     with open(csv_path, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -4,7 +4,10 @@ The model's tracklet features are collected once, in ``dataset.test`` order (gat
 every process under torch.distributed), then each direction of ``dataset.directions``
 (HITSZ-VCM and BUPTCampus: ``"IR->VIS"`` and ``"VIS->IR"``) is ranked with the distances of
 :mod:`.distances` (TEST.METRIC, TEST.AQE.*, TEST.RERANK.*) and scored by
-:func:`.metrics.evaluate_vvi` with the data set's protocol.
+:func:`.metrics.evaluate_vvi` with the data set's protocol. Features holding NaN or infinite values
+(a model that produces NaN) are one :class:`~.metrics.NaNFeaturesError` before any distance, naming
+the data set, the weights or the training iteration, and each direction's NaN query and gallery
+features (an input error of ``tools/train_net.py``: one ``error:`` line).
 
 Results, in percent:
 
@@ -39,12 +42,13 @@ from fastreid.utils import comm
 from fastreid.utils.events import _CURRENT_STORAGE_STACK, get_event_storage
 from tabulate import tabulate
 
+from ..checkpoint import write_atomically
 from .distances import DistanceSettings, direction_distances
-from .metrics import summarize_ranks, true_match_ranks
+from .metrics import NaNFeaturesError, non_finite_rows, summarize_ranks, true_match_ranks
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DirectionResult", "VVIEvaluator", "evaluate_directions"]
+__all__ = ["DirectionResult", "VVIEvaluator", "check_finite_test_features", "evaluate_directions"]
 
 #: The CMC ranks reported (each one up to TEST.MAX_RANK).
 REPORTED_RANKS = (1, 5, 10, 20)
@@ -101,6 +105,21 @@ def evaluate_directions(features: torch.Tensor, pids: np.ndarray, camids: np.nda
     return results
 
 
+def check_finite_test_features(features: torch.Tensor, directions: dict[str, tuple[np.ndarray, np.ndarray]],
+                               where: str) -> None:
+    """A :class:`~.metrics.NaNFeaturesError` when any of the [N, D] test ``features`` holds a NaN or an infinite
+    value, naming ``where`` (the data set, and the weights or the training iteration) and, for each direction,
+    how many of its query and gallery features do."""
+    bad = non_finite_rows(features)
+    if not bad:
+        return
+    counts = "; ".join(f"{name}: {non_finite_rows(features[query])} of {len(query)} queries, "
+                       f"{non_finite_rows(features[gallery])} of {len(gallery)} gallery"
+                       for name, (query, gallery) in directions.items())
+    raise NaNFeaturesError(f"{where}: the model produces NaN or infinite features for {bad} of {len(features)} test "
+                           f"tracklets ({counts}): NaN cannot be ranked")
+
+
 class VVIEvaluator(DatasetEvaluator):
     """Evaluates a video cross-modal data set (``fastreid_vld.data``) in every direction.
 
@@ -118,6 +137,7 @@ class VVIEvaluator(DatasetEvaluator):
         self._max_rank = cfg.TEST.MAX_RANK
         self._select_by = cfg.TEST.SELECT_BY
         self._output_dir = cfg.OUTPUT_DIR if output_dir is None else output_dir
+        self._weights = cfg.MODEL.WEIGHTS
         if self._settings.distance != self._settings.metric:
             logger.info("TEST.METRIC %s is for plain retrieval: AQE and re-ranking run as fast-reid's ReidEvaluator "
                         "with TEST.METRIC cosine (L2-normalised features; the Jaccard distance mixed with the cosine "
@@ -153,6 +173,7 @@ class VVIEvaluator(DatasetEvaluator):
         first_frames = (None if any(b["first_frames"] is None for b in batches)
                         else [path for b in batches for path in b["first_frames"]])
         self._check_test_order(camids, modalities, first_frames)
+        check_finite_test_features(features, self._dataset.directions, self._evaluated())
 
         scores = evaluate_directions(features, pids, camids, self._dataset.directions,
                                      self._dataset.protocol, self._settings, self._max_rank)
@@ -171,6 +192,13 @@ class VVIEvaluator(DatasetEvaluator):
                     subsets, select_by, results["metric"])
         self._write_json(scores, select_by, results["metric"])
         return copy.deepcopy(results)
+
+    def _evaluated(self) -> str:
+        """'VCM at iteration 199 (epoch 0)' in training, 'VCM with MODEL.WEIGHTS model_best.pth' outside."""
+        iteration, epoch = training_position()
+        if iteration is not None:
+            return f"{self._dataset_name} at iteration {iteration} (epoch {epoch})"
+        return f"{self._dataset_name} with MODEL.WEIGHTS {self._weights}" if self._weights else self._dataset_name
 
     def _selection_key(self, results: OrderedDict) -> str:
         """The result TEST.SELECT_BY names; on a data set with test subsets, a name without a
@@ -230,9 +258,7 @@ class VVIEvaluator(DatasetEvaluator):
             "history": [*earlier_evaluations(everything.get(self._dataset_name, {}), iteration), evaluation],
         }
         os.makedirs(self._output_dir, exist_ok=True)
-        with open(path + ".tmp", "w") as file:
-            json.dump(everything, file, indent=2)
-        os.replace(path + ".tmp", path)
+        write_atomically(path, lambda file: file.write(json.dumps(everything, indent=2).encode()))
 
 
 def training_position() -> tuple[int | None, int | None]:
