@@ -119,7 +119,7 @@ def test_train_net_names_the_missing_data_set_root(tmp_path):
 
 def test_train_net_builds_vit_b16_and_names_the_missing_weights_file(tmp_path):
     write_vcm(tmp_path / "HITSZ-VCM", SyntheticSize(train_ids=2, test_ids=1, cameras=1, min_frames=12, max_frames=12))
-    result = train_net(tmp_path, "DATASETS.ROOT", tmp_path, "SOLVER.IMS_PER_BATCH", 8, "DATALOADER.NUM_INSTANCE", 2,
+    result = train_net(tmp_path, "DATASETS.ROOT", tmp_path, "SOLVER.IMS_PER_BATCH", 4, "DATALOADER.NUM_INSTANCE", 1,
                        "MODEL.BACKBONE.PRETRAIN_PATH", tmp_path / "ViT-B-16.pt")
     assert result.returncode != 0
     message = f"MODEL.BACKBONE.PRETRAIN_PATH: CLIP weights file {tmp_path / 'ViT-B-16.pt'} not found"

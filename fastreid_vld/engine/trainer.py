@@ -16,7 +16,12 @@ from fastreid.utils.events import CommonMetricPrinter, EventWriter
 from ..checkpoint import check_same_model
 from ..config import check_config, check_config_against_data
 from ..data import build_vvi_test_loader, build_vvi_train_loader, is_vvi_dataset
-from ..data.build import load_vvi_dataset
+from ..data.build import (
+    FRAME_KEYS_NOT_HONOURED,
+    TRAIN_KEYS_NOT_HONOURED,
+    load_vvi_dataset,
+    refuse_keys_not_honoured,
+)
 from ..data.image_sets import image_sets_under
 from ..data.samplers import CrossModalSampler
 from ..distributed import broadcast_module
@@ -258,5 +263,8 @@ def check_config_and_data(cfg: CfgNode, test_only: bool = False) -> None:
     check_config(cfg)
     training = () if test_only else cfg.DATASETS.NAMES
     names = [name for name in dict.fromkeys([*training, *cfg.DATASETS.TESTS]) if is_vvi_dataset(name)]
+    if names:  # fast-reid keys the video loaders would refuse, before any frame is read
+        trains_on_video = any(name in training for name in names)
+        refuse_keys_not_honoured(cfg, TRAIN_KEYS_NOT_HONOURED if trains_on_video else FRAME_KEYS_NOT_HONOURED)
     check_config_against_data(cfg, {name: load_vvi_dataset(cfg, name, test_only=name not in training)
                                     for name in names})
