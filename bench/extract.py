@@ -5,7 +5,8 @@ same weights and the same tracklets, in one run.
 CLIP ViT-B/16 (random weights) at 288x144, T=6, STH from block 9, STA; 1536-d features. For each
 batch size (tracklets per forward): tracklets/s over the timed batches (after one warm-up batch)
 and the process's peak RSS (peak CUDA memory on a GPU), each code in its own process; then the
-largest feature difference on the same tracklets.
+largest feature difference on the same tracklets (subnormals flushed). Every measurement runs with
+subnormal floats kept (IEEE) and flushed to zero (FLUSH_DENORMAL, both codes' processes alike).
 
     git clone https://github.com/Visuang/VLD /tmp/VLD          # outside this repository
     .venv/bin/python bench/extract.py --official /tmp/VLD
@@ -22,7 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from step import child, peak_memory, synchronize  # bench/step.py puts bench/ on sys.path for the helpers
+from step import (  # bench/step.py puts bench/ on sys.path for the helpers
+    FLUSH_SETTINGS,
+    child,
+    child_spec,
+    peak_memory,
+    synchronize,
+)
 
 
 def main() -> None:
@@ -38,7 +45,7 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(run_child(json.loads(args.child))), flush=True)
+        print("RESULT " + json.dumps(run_child(child_spec(args.child))), flush=True)
         return
     with tempfile.TemporaryDirectory(prefix="vld-extract-") as scratch:
         compare(args, Path(args.workdir or scratch))
@@ -56,21 +63,22 @@ def compare(args: argparse.Namespace, workdir: Path) -> None:
         from official_vld import random_clip_state_dict, scratch_copy
         common["official_src"] = str(scratch_copy(args.official, workdir, args.device))
         torch.save(random_clip_state_dict(seed=0), workdir / "clip.pt")
-    results = {(code, batch): child(__file__, {**common, "code": code, "batch": batch,
-                                               "save": batch == args.batches[0]})
-               for batch in args.batches for code in codes}
+    results = {(code, batch, flush): child(__file__, {**common, "code": code, "batch": batch, "flush": flush,
+                                                      "save": batch == args.batches[0] and flush})
+               for batch in args.batches for flush in FLUSH_SETTINGS for code in codes}
     memory = "peak CUDA GB" if args.device == "cuda" else "peak RSS GB"
     rows = []
     for batch in args.batches:
-        official = results.get(("official", batch), {})
-        for code in codes:
-            row = results[(code, batch)]
-            speed = (f"{row['tracklets_per_s'] / official['tracklets_per_s']:.2f}x"
-                     if code == "ours" and "tracklets_per_s" in official and "tracklets_per_s" in row else "")
-            rows.append([code, batch, row.get("failed") or f"{row['tracklets_per_s']:.2f}",
-                         f"{row['memory_gb']:.2f}" if "memory_gb" in row else "", speed])
-    print(tabulate(rows, headers=["code", "tracklets/batch", "tracklets/s", memory, "speed vs official"]))
-    if args.official and all("tracklets_per_s" in results[(code, args.batches[0])] for code in codes):
+        for flush, subnormals in FLUSH_SETTINGS.items():
+            official = results.get(("official", batch, flush), {})
+            for code in codes:
+                row = results[(code, batch, flush)]
+                speed = (f"{row['tracklets_per_s'] / official['tracklets_per_s']:.2f}x"
+                         if code == "ours" and "tracklets_per_s" in official and "tracklets_per_s" in row else "")
+                rows.append([code, batch, subnormals, row.get("failed") or f"{row['tracklets_per_s']:.2f}",
+                             f"{row['memory_gb']:.2f}" if "memory_gb" in row else "", speed])
+    print(tabulate(rows, headers=["code", "tracklets/batch", "subnormals", "tracklets/s", memory, "speed vs official"]))
+    if args.official and all("tracklets_per_s" in results[(code, args.batches[0], True)] for code in codes):
         official = torch.load(workdir / "official_features.pt", weights_only=True)
         ours = torch.load(workdir / "ours_features.pt", weights_only=True)
         print(f"features [{ours.shape[0]}, {ours.shape[1]}]: largest absolute difference "

@@ -8,6 +8,8 @@ model through ``convert_official_state_dict``. Each measurement runs in its own 
 RSS, or peak ``torch.cuda.max_memory_allocated`` on a GPU, is that process's own). Prints one
 table: seconds per step, peak memory, both against the official code, and the loss and gradient
 differences; then this project alone at larger batches, with and without activation checkpointing.
+The compared step runs with subnormal floats kept (IEEE) and flushed to zero (FLUSH_DENORMAL, the
+default of training), both codes alike; the rest flushed.
 
     git clone https://github.com/Visuang/VLD /tmp/VLD          # outside this repository
     .venv/bin/python bench/step.py --official /tmp/VLD
@@ -50,7 +52,7 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(run_child(json.loads(args.child))), flush=True)
+        print("RESULT " + json.dumps(run_child(child_spec(args.child))), flush=True)
     elif args.profile:
         profile(args)
     else:
@@ -73,20 +75,22 @@ def compare(args: argparse.Namespace, workdir: Path) -> None:
         from official_vld import random_clip_state_dict, scratch_copy
         common["official_src"] = str(scratch_copy(args.official, workdir, args.device))
         torch.save(random_clip_state_dict(seed=0), workdir / "clip.pt")
-        official = step_child({**common, "code": "official", "tracklets": args.tracklets, "save": True})
-        rows.append(official)
-    ours = step_child({**common, "code": "ours", "tracklets": args.tracklets, "save": True,
-                  "from_official": bool(args.official)})
-    rows.append(ours)
+    for flush in FLUSH_SETTINGS:  # the compared step under both settings; differences: the last (flushed)
+        official = step_child({**common, "code": "official", "tracklets": args.tracklets, "save": True,
+                               "flush": flush}) if args.official else None
+        ours = step_child({**common, "code": "ours", "tracklets": args.tracklets, "save": True,
+                           "from_official": bool(args.official), "flush": flush})
+        rows += [row for row in (official, ours) if row]
     for tracklets in args.sweep:
         rows.append(step_child({**common, "code": "ours", "tracklets": tracklets}))
     for tracklets in args.checkpoint_sweep:
         rows.append(step_child({**common, "code": "ours", "tracklets": tracklets, "checkpoint": True}))
     memory = "peak CUDA GB" if args.device == "cuda" else "peak RSS GB"
-    table = [[r["code"], r["tracklets"], r["frames"], "on" if r["checkpoint"] else "off", _fmt(r, "seconds"),
-              _fmt(r, "memory_gb"), _ratio(official, r, "seconds", invert=True), _ratio(official, r, "memory_gb")]
-             for r in rows]
-    print(tabulate(table, headers=["code", "tracklets/modality", "frames", "grad ckpt", "s/step", memory,
+    officials = {r["flush"]: r for r in rows if r["code"] == "official"}
+    table = [[r["code"], r["tracklets"], r["frames"], "on" if r["checkpoint"] else "off", FLUSH_SETTINGS[r["flush"]],
+              _fmt(r, "seconds"), _fmt(r, "memory_gb"), _ratio(officials.get(r["flush"]), r, "seconds", invert=True),
+              _ratio(officials.get(r["flush"]), r, "memory_gb")] for r in rows]
+    print(tabulate(table, headers=["code", "tracklets/modality", "frames", "grad ckpt", "subnormals", "s/step", memory,
                                    "speed-up vs official", "memory vs official"]))
     if official and "seconds" in official and "seconds" in ours:
         print(differences(workdir))
@@ -103,9 +107,21 @@ def child(script: str, spec: dict) -> dict:
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
+#: FLUSH_DENORMAL settings each compared measurement runs under (in both codes' processes).
+FLUSH_SETTINGS = {False: "IEEE", True: "flushed"}
+
+
+def child_spec(text: str) -> dict:
+    """A child's spec (JSON), with its subnormal arithmetic set up first (``flush``: FLUSH_DENORMAL)."""
+    import torch
+    spec = json.loads(text)
+    torch.set_flush_denormal(spec.get("flush", True))
+    return spec
+
+
 def step_child(spec: dict) -> dict:
     return {"code": spec["code"], "tracklets": spec["tracklets"], "frames": 2 * spec["tracklets"] * 6,
-            "checkpoint": spec.get("checkpoint", False), **child(__file__, spec)}
+            "checkpoint": spec.get("checkpoint", False), "flush": spec.get("flush", True), **child(__file__, spec)}
 
 
 def differences(workdir: Path) -> str:

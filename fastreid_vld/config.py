@@ -315,6 +315,8 @@ OPTIMIZERS_NOT_STEPPED = ("LBFGS", "SparseAdam", "Muon")
 SCHEDULERS = ("MultiStepLR", "CosineAnnealingLR", VLD_SCHEDULER)
 #: SOLVER.WARMUP_METHOD of fast-reid's WarmupLR.
 WARMUP_METHODS = ("linear", "constant", "exp")
+#: TEST.RERANK.IMPL values (fastreid_vld/evaluation/distances.py).
+RERANK_IMPLS = ("torch", "fastreid")
 #: TEST.METRIC of fast-reid's ReidEvaluator (image test sets); video test sets take
 #: fastreid_vld/evaluation/distances.py's METRICS.
 FASTREID_METRICS = ("cosine", "euclidean")
@@ -442,6 +444,7 @@ FASTREID_RULES = (
                             "over K2 of the K1 neighbours",
          lambda cfg: cfg.TEST.RERANK.ENABLED and cfg.TEST.RERANK.K1 >= 1),
     at_least("TEST.AQE.QE_K", 1, lambda cfg: cfg.TEST.AQE.ENABLED),
+    one_of("TEST.RERANK.IMPL", RERANK_IMPLS, when=lambda cfg: cfg.TEST.RERANK.ENABLED),
 )
 
 
@@ -458,6 +461,10 @@ def add_vld_config(cfg: CN) -> CN:
     # which makes CPU runs repeat exactly; negative: a fresh random seed every run (fast-reid 1.4.0
     # has no such key and always draws one).
     cfg.SEED = -1
+    # Flush subnormal (denormal) floats to zero on the CPU (torch.set_flush_denormal) in training,
+    # evaluation and the tools: random or trained weights that produce them otherwise slow CPU
+    # matrix products by up to 1.5x (BENCHMARKS.md "Subnormal floats"); False: IEEE arithmetic.
+    cfg.FLUSH_DENORMAL = True
     return cfg
 
 
@@ -637,6 +644,11 @@ def _add_test_config(_C: CN) -> None:
     # with test subsets (BUPTCampus) a direction without a label reads the first subset
     # ("official"); "all/IR->VIS/Rank-1" names another.
     _C.TEST.SELECT_BY = "IR->VIS/Rank-1"
+    # Which k-reciprocal re-ranking computes fast-reid's Jaccard distance (TEST.RERANK.ENABLED):
+    # "torch" (fastreid_vld/evaluation/kreciprocal.py: the same distances to float32 rounding,
+    # vectorised on the features' device, memory (query + gallery) x K1 x K1 besides the result) or
+    # "fastreid" (fast-reid's build_dist(metric="jaccard"): faiss and dense (query + gallery)^2 matrices).
+    _C.TEST.RERANK.IMPL = "torch"
 
 
 def _measures(cfg: CN) -> list[str]:

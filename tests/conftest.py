@@ -12,6 +12,10 @@ from types import ModuleType
 
 import fastreid_vld  # noqa: F401
 
+# isort: split
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 # the decoded-frames cache of the data sets the tests write: beside them, not in the user's home
 os.environ.setdefault("FASTREID_VLD_CACHE", os.path.join(os.environ.get("TMPDIR", "/tmp"),
@@ -41,3 +45,12 @@ def load_tool(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(autouse=True)
+def ieee_floats():
+    """Each test starts and ends with IEEE subnormal arithmetic, whatever a tool in it set (FLUSH_DENORMAL):
+    the parity tests compare with the official code run the same way."""
+    torch.set_flush_denormal(False)
+    yield
+    torch.set_flush_denormal(False)

@@ -115,6 +115,8 @@ CASES = {
     "re-ranking expansion": (("TEST.RERANK.ENABLED", True, "TEST.RERANK.K2", 30), "TEST.RERANK.K2 30: expected 1 to "
                              "TEST.RERANK.K1 (20): the query expansion averages over K2 of the K1 neighbours"),
     "AQE neighbours": (("TEST.AQE.ENABLED", True, "TEST.AQE.QE_K", 0), "TEST.AQE.QE_K 0: expected at least 1"),
+    "re-ranking implementation": (("TEST.RERANK.ENABLED", True, "TEST.RERANK.IMPL", "faiss"),
+                                  "TEST.RERANK.IMPL 'faiss': expected one of 'torch', 'fastreid'"),
     "frames": (("INPUT.SEQ_LEN", 0), "INPUT.SEQ_LEN 0: expected at least 1"),
     "training frame rule": (("INPUT.TRAIN_FRAME_RULE", "random"), "INPUT.TRAIN_FRAME_RULE 'random': expected one of "
                             "'restricted_random', 'random_sorted', 'consecutive'"),

@@ -31,6 +31,7 @@ from fastreid_vld.config import ConfigError, check_config, merge_config  # noqa:
 from fastreid_vld.engine.defaults import (  # noqa: E402
     cap_workers,
     fall_back_to_cpu,
+    flush_denormals,
     log_to_files_only,
     quiet_failing_log_files,
     run_error_line,
@@ -50,6 +51,7 @@ def setup(args):
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fastreid_vld")
     fall_back_to_cpu(cfg)
     cap_workers(cfg)
+    flush_denormals(cfg)  # in every process of the run (setup runs in each)
     resolve_backbone_width(cfg)  # before config.yaml is written
     cfg.freeze()
     default_setup(cfg, args)  # seeds SEED + rank where SEED >= 0 (fastreid_vld.compat)

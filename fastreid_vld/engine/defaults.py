@@ -33,7 +33,7 @@ logger = logging.getLogger("fastreid_vld")
 
 __all__ = ["INPUT_ERRORS", "READ_BY_INFERENCE", "TRAINING_KEYS", "OutputPathError", "add_model_arguments",
            "available_cpus", "cap_workers", "check_output_file", "exits_on_input_errors", "fall_back_to_cpu",
-           "inference_config", "log_to_files_only", "output_errors", "quiet_failing_log_files",
+           "flush_denormals", "inference_config", "log_to_files_only", "output_errors", "quiet_failing_log_files",
            "run_error_line", "user_error_tracebacks_off_the_console", "warn_ignored_overrides"]
 
 
@@ -88,6 +88,14 @@ def fall_back_to_cpu(cfg: CfgNode) -> None:
         cfg.SOLVER.AMP.ENABLED = False
 
 
+def flush_denormals(cfg: CfgNode) -> None:
+    """FLUSH_DENORMAL for this process's CPU arithmetic: subnormal floats flushed to zero, or IEEE
+    (``torch.set_flush_denormal``, process-wide; a log line where the CPU cannot flush)."""
+    if not torch.set_flush_denormal(bool(cfg.FLUSH_DENORMAL)) and cfg.FLUSH_DENORMAL:
+        logger.info("FLUSH_DENORMAL True: this CPU cannot flush subnormal floats to zero (no SSE3/FTZ); "
+                    "IEEE arithmetic")
+
+
 def available_cpus() -> int:
     """The CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -119,6 +127,7 @@ def inference_config(config_file: str, opts: list[str]) -> CfgNode:
     check_config(cfg)
     fall_back_to_cpu(cfg)
     cap_workers(cfg)
+    flush_denormals(cfg)
     resolve_backbone_width(cfg)
     return cfg
 

@@ -1,10 +1,10 @@
 """Top-k gallery entries for each query (``tools/search.py``): the distances of ``distances.py``
-ranked in full (ties to the lower gallery index, as the evaluation ranks them), or, for large
-galleries without AQE and re-ranking, faiss's exact flat search of the same distances (float32;
-ties in any order); beside each distance the cosine similarity of the two features, a score in
-[-1, 1] that reads the same whatever the metric ranked by; and the rank lists as CSV and JSON.
-``--direction`` of ``tools/search.py`` and ``tools/visualize_ranks.py`` is read by
-:func:`direction_argument`."""
+ranked in full (ties to the lower gallery index, as the evaluation ranks them), a block of queries
+at a time, so AQE and re-ranking run at any gallery size; or, for large galleries without AQE and
+re-ranking, faiss's exact flat search of the same distances (float32; ties in any order); beside
+each distance the cosine similarity of the two features, a score in [-1, 1] that reads the same
+whatever the metric ranked by; and the rank lists as CSV and JSON. ``--direction`` of
+``tools/search.py`` and ``tools/visualize_ranks.py`` is read by :func:`direction_argument`."""
 
 from __future__ import annotations
 
@@ -20,15 +20,17 @@ import torch
 
 from ..data.datasets.bases import DIRECTIONS, canonical_direction
 from ..engine.feature_files import FeatureSet
-from .distances import DistanceSettings, direction_distances
+from .distances import DistanceSettings, distance_blocks
 
-__all__ = ["BACKENDS", "FAISS_ABOVE", "RankLists", "direction_argument", "match_row_files", "match_rows",
-           "ranked_cosines", "top_k", "write_match_rows"]
+__all__ = ["BACKENDS", "FAISS_ABOVE", "PAIRS_PER_BLOCK", "RankLists", "direction_argument", "match_row_files",
+           "match_rows", "ranked_cosines", "top_k", "write_match_rows"]
 
 BACKENDS = ("auto", "brute", "faiss")
-#: query x gallery pairs above which ``auto`` searches with faiss (the full distance matrix would
-#: take 8 bytes a pair); AQE and re-ranking need the full matrix and never use faiss.
+#: query x gallery pairs above which ``auto`` searches with faiss (ranking every distance costs a sort
+#: of each gallery); AQE and re-ranking need every distance and never use faiss.
 FAISS_ABOVE = 50_000_000
+#: query x gallery distances ranked at once (a block of queries; 16 bytes a pair with the sort's order).
+PAIRS_PER_BLOCK = 2**24
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,13 @@ def ranked_cosines(query: np.ndarray, gallery: np.ndarray, indices: np.ndarray) 
     """[Q, k] cosine similarities of the [Q, D] ``query`` features and the [G, D] ``gallery``
     features at their ranked ``indices`` [Q, k]: the dot product of the L2-normalised features (in
     float64), whatever distance ranked them; of the features as given (before AQE)."""
-    query, ranked = (_l2_normalised(np.asarray(x, dtype=np.float64)) for x in (query, gallery[indices]))
-    return np.einsum("qd,qkd->qk", query, ranked)
+    query, gallery = (_l2_normalised(np.asarray(x, dtype=np.float64)) for x in (query, gallery))
+    rows = max(1, PAIRS_PER_BLOCK // max(1, indices.shape[1] * gallery.shape[1]))  # [b, k, D] gathered at once
+    cosines = np.empty(indices.shape, dtype=np.float64)                   # [Q, k]
+    for start in range(0, len(query), rows):
+        block = slice(start, start + rows)
+        cosines[block] = np.einsum("qd,qkd->qk", query[block], gallery[indices[block]])
+    return cosines
 
 
 def top_k(query: np.ndarray, gallery: np.ndarray, settings: DistanceSettings, k: int,
@@ -68,10 +75,21 @@ def top_k(query: np.ndarray, gallery: np.ndarray, settings: DistanceSettings, k:
     if backend == "faiss" or (backend == "auto" and not reranked and len(query) * len(gallery) > FAISS_ABOVE):
         indices, distances = _faiss_top_k(query, gallery, settings.metric, k)
     else:
-        all_distances = direction_distances(torch.from_numpy(query), torch.from_numpy(gallery), settings)  # [Q, G]
-        indices = np.argsort(all_distances, axis=1, kind="stable")[:, :k]
-        distances = np.take_along_axis(all_distances, indices, axis=1)
+        indices, distances = _ranked_top_k(query, gallery, settings, k)
     return RankLists(indices, distances, ranked_cosines(query, gallery, indices))
+
+
+def _ranked_top_k(query: np.ndarray, gallery: np.ndarray, settings: DistanceSettings,
+                  k: int) -> tuple[np.ndarray, np.ndarray]:
+    """[Q, k] gallery positions and distances of ranking every distance (ties to the lower gallery
+    index), a block of queries at a time: about ``PAIRS_PER_BLOCK`` distances held at once."""
+    rows = max(1, PAIRS_PER_BLOCK // max(1, len(gallery)))
+    indices, distances = [], []
+    for _, block in distance_blocks(torch.from_numpy(query), torch.from_numpy(gallery), settings, rows):  # [b, G]
+        order = np.argsort(block, axis=1, kind="stable")[:, :k].copy()     # a copy: not a view holding [b, G]
+        indices.append(order)
+        distances.append(np.take_along_axis(block, order, axis=1))
+    return np.concatenate(indices), np.concatenate(distances)
 
 
 def _faiss_top_k(query: np.ndarray, gallery: np.ndarray, metric: str, k: int) -> tuple[np.ndarray, np.ndarray]:
