@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, load_tool
 
 from fastreid_vld.engine.defaults import flush_denormals, inference_config
 
@@ -38,8 +38,6 @@ def test_flushing_is_the_default_and_can_be_undone():
 
 
 def test_training_setup_flushes(tmp_path):
-    from conftest import load_tool
-
     train_net = load_tool("train_net")
     args = train_net.default_argument_parser().parse_args(
         ["--config-file", TINY, "MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path)])

@@ -32,12 +32,12 @@ Results agree with fast-reid's to float32 rounding (about 1e-7).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["k_reciprocal_jaccard", "k_reciprocal_jaccard_blocks", "pair_squared_distances"]
+__all__ = ["k_reciprocal_jaccard", "k_reciprocal_jaccard_blocks"]
 
 # Elements of the [entries, D] gathered features and of the [rows, G] temporaries of the last step.
 _BLOCK_ELEMENTS = 2**22
@@ -214,14 +214,17 @@ def _distinct_per_row(values: torch.Tensor, absent: int) -> tuple[torch.Tensor, 
     return keep.sum(1), ordered[keep]
 
 
-def gaussian_weights(features: torch.Tensor, norms: torch.Tensor, sizes: torch.Tensor,
-                     members: torch.Tensor) -> SparseRows:
-    """[N] set sizes and their [nnz] members -> V: each row the softmax of minus the squared
-    distances to its members (float32, as fast-reid), a padding member folded onto the last row."""
+def gaussian_weights(features: torch.Tensor, norms: torch.Tensor, sizes: torch.Tensor, members: torch.Tensor,
+                     distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> SparseRows:
+    """[N] set sizes and their [nnz] members -> V: each row the softmax of minus the distances to its
+    members (float32), a padding member folded onto the last row. The distances: the squared ones (as
+    fast-reid), or ``distance([nnz] squared distances, [nnz] the row of each)`` of them."""
     n = len(features)
     crow = _crow(sizes)
     owners = torch.repeat_interleave(torch.arange(n, device=sizes.device), sizes)
     distances = pair_squared_distances(features, norms, owners, members.remainder(n))
+    if distance is not None:
+        distances = distance(distances, owners)
     values = _row_softmax(distances.neg_(), owners, n)
     weights = SparseRows(crow, members, values)
     return _fold_padding(weights) if bool((members < 0).any()) else weights

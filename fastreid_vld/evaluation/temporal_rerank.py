@@ -29,15 +29,12 @@ from __future__ import annotations
 import torch
 
 from .kreciprocal import (
-    SparseRows,
     SumsOfMinima,
-    _crow,
-    _row_softmax,
     expanded_sets,
+    gaussian_weights,
     jaccard_distance,
     local_query_expansion,
     nearest_neighbours,
-    pair_squared_distances,
     reciprocal_mask,
 )
 
@@ -85,11 +82,12 @@ def auxnet_jaccard(query: torch.Tensor, gallery: torch.Tensor, k1: int = 5, k2: 
     ranks = nearest_neighbours(features, norms, width, batch_size)         # [N, width], no padding
     sizes, members = expanded_sets(ranks, reciprocal_mask(ranks, width, batch_size),
                                    reciprocal_mask(ranks, half_width, batch_size), batch_size)
-    owners = torch.repeat_interleave(torch.arange(n, device=features.device), sizes)       # [nnz]
     row_max = _largest_squared_distances(features, norms, batch_size).add_(1e-5).sqrt_()   # [N]
-    squared = pair_squared_distances(features, norms, owners, members)      # [nnz]
-    row_normalised = squared.clamp_min_(0).add_(1e-5).sqrt_().div_(row_max[owners])
-    weights = SparseRows(_crow(sizes), members, _row_softmax(row_normalised.neg_(), owners, n))
+
+    def row_normalised(squared: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:      # [nnz] -> [nnz]
+        return squared.clamp_min_(0).add_(1e-5).sqrt_().div_(row_max[owners])
+
+    weights = gaussian_weights(features, norms, sizes, members, row_normalised)
     if k2 != 1:
         weights = local_query_expansion(weights, ranks[:, :min(k2, width)], batch_size)
     return jaccard_distance(SumsOfMinima(weights, len(query))(0, len(query)))
